@@ -1,0 +1,67 @@
+/* mpcalloc public API: the malloc family under the mpcalloc_ prefix, plus control and stats.
+ * Usable beside another malloc (e.g. inside sanitizer builds, where the sanitizer owns malloc).
+ * Plain C header, includable from C and C++. */
+#ifndef MPCALLOC_MPCALLOC_H
+#define MPCALLOC_MPCALLOC_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MPCALLOC_VERSION_MAJOR 0
+#define MPCALLOC_VERSION_MINOR 1
+
+/* ---- the malloc family, same semantics as glibc / POSIX ---- */
+void* mpcalloc_malloc(size_t size);
+void mpcalloc_free(void* ptr);
+void* mpcalloc_calloc(size_t count, size_t size);
+void* mpcalloc_realloc(void* ptr, size_t size);
+void* mpcalloc_reallocarray(void* ptr, size_t count, size_t size);
+int mpcalloc_posix_memalign(void** out, size_t alignment, size_t size);
+void* mpcalloc_aligned_alloc(size_t alignment, size_t size);
+void* mpcalloc_memalign(size_t alignment, size_t size);
+void* mpcalloc_valloc(size_t size);
+void* mpcalloc_pvalloc(size_t size);
+size_t mpcalloc_malloc_usable_size(void* ptr);
+int mpcalloc_malloc_trim(size_t pad);
+void mpcalloc_free_sized(void* ptr, size_t size);
+void mpcalloc_free_aligned_sized(void* ptr, size_t alignment, size_t size);
+
+/* ---- control ---- */
+/* Returns free memory kept in caches to the OS (all threads' caches the caller can reach). */
+void mpcalloc_collect(int force);
+/* Value of a named option (e.g. "check", "cache_max"); -1 if unknown. */
+long long mpcalloc_option_get(const char* name);
+
+/* ---- statistics ---- */
+typedef struct mpcalloc_stats_s {
+  size_t mapped_bytes;      /* bytes currently mapped from the OS (segments + huge blocks) */
+  size_t peak_mapped_bytes; /* high-water mark of mapped_bytes */
+  size_t segment_count;     /* segments (small/medium) currently mapped */
+  size_t huge_count;        /* huge blocks currently in use */
+  size_t huge_bytes;        /* bytes of huge blocks in use (mapped) */
+  size_t cached_bytes;      /* free bytes kept in the block cache, not returned to the OS */
+  size_t mmap_calls;        /* mmap calls made so far */
+  size_t munmap_calls;      /* munmap calls made so far */
+  size_t mremap_calls;      /* mremap calls made so far */
+  size_t heap_count;        /* thread heaps created (live + pooled) */
+  size_t remote_frees;      /* frees of memory owned by another thread's heap */
+} mpcalloc_stats_t;
+
+void mpcalloc_stats_get(mpcalloc_stats_t* out);
+/* Writes a human summary (json == 0) or a JSON object (json != 0) to fd. */
+void mpcalloc_stats_print(int fd, int json);
+
+/* ---- testing hooks (not for production use) ---- */
+/* Makes the n-th next OS call (mmap, mremap, madvise) counted from now fail (n >= 1);
+ * n == 0 disables. Used by the fault-injection tests. */
+void mpcalloc_test_fail_os_after(unsigned long n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPCALLOC_MPCALLOC_H */
