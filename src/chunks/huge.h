@@ -1,0 +1,39 @@
+// Huge blocks: one OS block per allocation, header at the segment-aligned start, resized with
+// mremap (no copy). Alignments of a segment or more have no room for a header at the aligned
+// start; they are kept in a small registry instead. Layer chunks: called by heap.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "source/segment.h"
+
+namespace mpcalloc::chunks {
+
+struct HugeHeader {
+  source::SegmentHeader h;
+  size_t user_offset;  // user pointer = segment base + user_offset
+};
+
+struct HugeResult {
+  void* p;
+  bool is_zero;
+};
+
+// align < kSegmentSize. {nullptr,false} when out of memory.
+HugeResult huge_alloc(size_t size, size_t align, bool want_zero);
+void huge_free(source::SegmentHeader* seg);
+size_t huge_usable(const source::SegmentHeader* seg);
+// New user pointer (possibly moved, contents kept) or nullptr (block unchanged).
+void* huge_resize(source::SegmentHeader* seg, size_t new_size);
+
+// Alignment >= kSegmentSize: the user pointer is segment aligned.
+void* huge_alloc_overaligned(size_t size, size_t align);
+// false when p is not an over-aligned huge block.
+bool huge_free_overaligned(void* p);
+// 0 when p is not an over-aligned huge block.
+size_t huge_usable_overaligned(const void* p);
+void huge_fork_prepare();
+void huge_fork_parent();
+void huge_fork_child();
+
+}  // namespace mpcalloc::chunks

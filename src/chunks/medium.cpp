@@ -1,0 +1,217 @@
+// Medium chunks: segregated free lists and boundary-tag merging.
+#include "chunks/medium.h"
+
+#include "base/bits.h"
+#include "source/block_source.h"
+
+namespace mpcalloc::chunks {
+namespace {
+
+constexpr size_t kArenaEnd = source::kSegmentSize - kChunkHeader;  // sentinel header there
+constexpr size_t kArenaSize = kArenaEnd - kMediumArenaOffset;
+constexpr unsigned kFirstScan = 16;  // first-fit look-ups in the exact bin before moving up
+
+// Bin 0: below 8 KiB (fragments, kept for merging). Then 4 bins per power of two.
+constexpr unsigned bin_of(size_t size) {
+  if (size < 8192) return 0;
+  unsigned e = base::log2_floor(size);
+  unsigned sub = static_cast<unsigned>((size >> (e - 2)) & 3);
+  unsigned b = 1 + (e - 13) * 4 + sub;
+  return b < kMediumBins ? b : kMediumBins - 1;
+}
+static_assert(bin_of(kArenaSize) < kMediumBins);
+
+inline Chunk* at(void* base, size_t off) {
+  return reinterpret_cast<Chunk*>(static_cast<char*>(base) + off);
+}
+inline Chunk* next_chunk(Chunk* c) { return at(c, chunk_size(c)); }
+
+void bin_insert(MediumState& s, Chunk* c) {
+  unsigned b = bin_of(chunk_size(c));
+  c->bk = nullptr;
+  c->fd = s.bins[b];
+  if (c->fd != nullptr) c->fd->bk = c;
+  s.bins[b] = c;
+  s.nonempty |= uint64_t{1} << b;
+}
+
+void bin_remove(MediumState& s, Chunk* c) {
+  unsigned b = bin_of(chunk_size(c));
+  if (c->bk != nullptr) c->bk->fd = c->fd;
+  else s.bins[b] = c->fd;
+  if (c->fd != nullptr) c->fd->bk = c->bk;
+  if (s.bins[b] == nullptr) s.nonempty &= ~(uint64_t{1} << b);
+}
+
+// Marks [c, c+size) free with footer, clears the next chunk's kPrevInUse, and bins it.
+void make_free(MediumState& s, Chunk* c, size_t size) {
+  c->head = size | kPrevInUse;  // a free chunk's previous chunk is always in use (merged)
+  Chunk* n = at(c, size);
+  n->prev_size = size;
+  n->head &= ~kPrevInUse;
+  bin_insert(s, c);
+}
+
+Chunk* find_fit(MediumState& s, size_t need) {
+  unsigned b = bin_of(need);
+  unsigned looked = 0;
+  for (Chunk* c = s.bins[b]; c != nullptr && looked < kFirstScan; c = c->fd, ++looked) {
+    if (chunk_size(c) >= need) {
+      bin_remove(s, c);
+      return c;
+    }
+  }
+  uint64_t higher = b + 1 < 64 ? s.nonempty & ~((uint64_t{2} << b) - 1) : 0;
+  if (higher == 0) return nullptr;
+  Chunk* c = s.bins[base::lowest_bit(higher)];
+  bin_remove(s, c);
+  return c;
+}
+
+Chunk* new_segment(MediumState& s) {
+  source::SegmentHeader* h = source::acquire_segment(source::SegmentKind::kMedium, s.owner);
+  if (h == nullptr) return nullptr;
+  s.segments.push_front(h);
+  ++s.segment_count;
+  void* base = reinterpret_cast<void*>(source::segment_base(h));
+  Chunk* sentinel = at(base, kArenaEnd);
+  sentinel->head = kInUse;  // size 0, never freed: stops merging at the end
+  Chunk* c = at(base, kMediumArenaOffset);
+  c->head = kArenaSize | kPrevInUse;
+  sentinel->prev_size = kArenaSize;
+  return c;  // free, not binned
+}
+
+bool is_whole_arena(const Chunk* c) {
+  return (reinterpret_cast<uintptr_t>(c) & source::kSegmentMask) == kMediumArenaOffset &&
+         chunk_size(c) == kArenaSize;
+}
+
+void release_segment_of(MediumState& s, Chunk* c) {
+  source::SegmentHeader* h = source::segment_header(source::segment_base_of(c));
+  s.segments.remove(h);
+  --s.segment_count;
+  source::release_segment(h);
+}
+
+// Takes the in-use chunk c (currently `size` bytes) down to `need` bytes, freeing the tail.
+void trim_tail(MediumState& s, Chunk* c, size_t need) {
+  size_t size = chunk_size(c);
+  if (size - need < kMinChunk) return;
+  c->head = need | kInUse | (c->head & kPrevInUse);
+  Chunk* tail = at(c, need);
+  size_t tail_size = size - need;
+  Chunk* n = at(tail, tail_size);
+  if ((n->head & kInUse) == 0) {
+    bin_remove(s, n);
+    tail_size += chunk_size(n);
+  }
+  make_free(s, tail, tail_size);
+}
+
+}  // namespace
+
+void* medium_alloc(MediumState& s, size_t size, size_t align) {
+  size_t need = base::align_up(size + kChunkHeader, 16);
+  if (need < kMinChunk) need = kMinChunk;
+  size_t search = align > 16 ? need + align + kMinChunk : need;
+  if (search > kArenaSize) return nullptr;
+  Chunk* c = find_fit(s, search);
+  if (c == nullptr) {
+    c = new_segment(s);
+    if (c == nullptr) return nullptr;
+  }
+  // c is free and unbinned; its previous chunk is in use.
+  if (align > 16) {
+    uintptr_t user = base::align_up(reinterpret_cast<uintptr_t>(c) + kChunkHeader, align);
+    size_t lead = user - kChunkHeader - reinterpret_cast<uintptr_t>(c);
+    if (lead != 0 && lead < kMinChunk) lead += base::align_up(kMinChunk - lead, align);
+    if (lead != 0) {
+      size_t total = chunk_size(c);
+      Chunk* rest = at(c, lead);
+      make_free(s, c, lead);
+      rest->head = total - lead;  // previous (the lead) is free
+      c = rest;
+    }
+  }
+  size_t size_now = chunk_size(c);
+  c->head = size_now | kInUse | (c->head & kPrevInUse);
+  next_chunk(c)->head |= kPrevInUse;
+  trim_tail(s, c, need);
+  return reinterpret_cast<char*>(c) + kChunkHeader;
+}
+
+void medium_free(MediumState& s, void* p) {
+  Chunk* c = chunk_of(p);
+  size_t size = chunk_size(c);
+  Chunk* n = at(c, size);
+  if ((c->head & kPrevInUse) == 0) {
+    Chunk* prev = reinterpret_cast<Chunk*>(reinterpret_cast<uintptr_t>(c) - c->prev_size);
+    bin_remove(s, prev);
+    size += chunk_size(prev);
+    c = prev;
+  }
+  if ((n->head & kInUse) == 0) {
+    bin_remove(s, n);
+    size += chunk_size(n);
+  }
+  c->head = size | kPrevInUse;
+  if (is_whole_arena(c) && s.segment_count > 1) {
+    release_segment_of(s, c);
+    return;
+  }
+  make_free(s, c, size);
+}
+
+bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
+  Chunk* c = chunk_of(p);
+  size_t size = chunk_size(c);
+  size_t need = base::align_up(new_size + kChunkHeader, 16);
+  if (need < kMinChunk) need = kMinChunk;
+  if (need <= size) {
+    trim_tail(s, c, need);
+    return true;
+  }
+  Chunk* n = at(c, size);
+  if ((n->head & kInUse) != 0 || size + chunk_size(n) < need) return false;
+  bin_remove(s, n);
+  size_t total = size + chunk_size(n);
+  c->head = total | kInUse | (c->head & kPrevInUse);
+  at(c, total)->head |= kPrevInUse;
+  trim_tail(s, c, need);
+  return true;
+}
+
+size_t medium_collect(MediumState& s) {
+  size_t released = 0;
+  source::SegmentHeader* h = s.segments.head;
+  while (h != nullptr) {
+    source::SegmentHeader* next = h->next;
+    Chunk* c = at(reinterpret_cast<void*>(source::segment_base(h)), kMediumArenaOffset);
+    if ((c->head & kInUse) == 0 && is_whole_arena(c)) {
+      bin_remove(s, c);
+      s.segments.remove(h);
+      --s.segment_count;
+      source::release_segment(h);
+      ++released;
+    }
+    h = next;
+  }
+  return released;
+}
+
+ChunkStatus medium_classify(const void* p) {
+  uintptr_t base = source::segment_base_of(p);
+  uintptr_t target = reinterpret_cast<uintptr_t>(p) - kChunkHeader;
+  if (target < base + kMediumArenaOffset || target >= base + kArenaEnd) return ChunkStatus::kOutside;
+  Chunk* c = at(reinterpret_cast<void*>(base), kMediumArenaOffset);
+  while (reinterpret_cast<uintptr_t>(c) < target) {
+    size_t sz = chunk_size(c);
+    if (sz == 0) return ChunkStatus::kOutside;
+    c = at(c, sz);
+  }
+  if (reinterpret_cast<uintptr_t>(c) != target) return ChunkStatus::kInterior;
+  return (c->head & kInUse) ? ChunkStatus::kInUse : ChunkStatus::kFree;
+}
+
+}  // namespace mpcalloc::chunks

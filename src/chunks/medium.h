@@ -1,0 +1,55 @@
+// Medium chunks: per-heap segments carved into variable-size chunks with boundary tags, kept
+// in segregated doubly-linked free lists (4 lists per power of two). A freed chunk merges with
+// free neighbours in O(1). Layer chunks: called by heap; calls source and base.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "base/intrusive_list.h"
+#include "source/segment.h"
+
+namespace mpcalloc::chunks {
+
+inline constexpr size_t kMediumMax = size_t{1} << 20;  // larger requests are huge blocks
+inline constexpr size_t kChunkHeader = 16;
+inline constexpr size_t kMinChunk = 64;
+inline constexpr unsigned kMediumBins = 37;
+inline constexpr size_t kMediumArenaOffset = 8192;  // run table + header, rounded
+
+struct Chunk {
+  size_t prev_size;  // size of the previous chunk, valid only when it is free (its footer)
+  size_t head;       // size | kInUse | kPrevInUse
+  Chunk* fd;         // free list links, valid only when free
+  Chunk* bk;
+};
+inline constexpr size_t kInUse = 1;
+inline constexpr size_t kPrevInUse = 2;
+inline constexpr size_t kFlagMask = 15;
+
+struct MediumState {
+  Chunk* bins[kMediumBins];
+  uint64_t nonempty;  // bit b: bins[b] has chunks
+  base::IntrusiveList<source::SegmentHeader> segments;
+  size_t segment_count;
+  void* owner;
+};
+
+inline Chunk* chunk_of(const void* p) {
+  return reinterpret_cast<Chunk*>(reinterpret_cast<uintptr_t>(p) - kChunkHeader);
+}
+inline size_t chunk_size(const Chunk* c) { return c->head & ~kFlagMask; }
+inline size_t medium_usable(const void* p) { return chunk_size(chunk_of(p)) - kChunkHeader; }
+
+// nullptr when out of memory. `align` is a power of two; > 16 costs a split.
+void* medium_alloc(MediumState& s, size_t size, size_t align);
+void medium_free(MediumState& s, void* p);
+// Grows or shrinks in place; false if it cannot (the block is unchanged).
+bool medium_resize_in_place(MediumState& s, void* p, size_t new_size);
+// Releases every medium segment that is entirely free. Returns how many.
+size_t medium_collect(MediumState& s);
+
+enum class ChunkStatus { kInUse, kFree, kInterior, kOutside };
+// For checked frees: walks the segment to classify p (slow, O(chunks in segment)).
+ChunkStatus medium_classify(const void* p);
+
+}  // namespace mpcalloc::chunks

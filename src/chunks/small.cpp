@@ -1,0 +1,150 @@
+// Small chunks: run refill, slow frees, collection of empty runs.
+#include "chunks/small.h"
+
+#include "base/bits.h"
+#include "source/block_source.h"
+
+namespace mpcalloc::chunks {
+namespace {
+
+constexpr uint64_t kAllRunsFree = ~uint64_t{1};  // run 0 holds the headers
+
+SmallSegment* small_segment(uintptr_t base) {
+  return reinterpret_cast<SmallSegment*>(source::segment_header(base));
+}
+
+// Prepares up to kCarveBytes of blocks from the bump area into r->free.
+void carve(RunMeta* r) {
+  size_t bs = r->block_size;
+  size_t n = (static_cast<size_t>(r->bump_end - r->bump)) / bs;
+  size_t want = kCarveBytes / bs;
+  if (want == 0) want = 1;
+  if (n > want) n = want;
+  char* p = r->bump;
+  Block* head = reinterpret_cast<Block*>(p);
+  for (size_t i = 1; i < n; ++i) {
+    reinterpret_cast<Block*>(p)->next = reinterpret_cast<Block*>(p + bs);
+    p += bs;
+  }
+  reinterpret_cast<Block*>(p)->next = r->free;
+  r->free = head;
+  r->bump = p + bs;
+}
+
+RunMeta* new_run(SmallState& s, unsigned cls) {
+  source::SegmentHeader* h = s.segments.head;
+  if (h == nullptr) {
+    h = source::acquire_segment(source::SegmentKind::kSmall, s.owner);
+    if (h == nullptr) return nullptr;
+    reinterpret_cast<SmallSegment*>(h)->free_runs = kAllRunsFree;
+    s.segments.push_front(h);
+  }
+  SmallSegment* seg = reinterpret_cast<SmallSegment*>(h);
+  unsigned idx = base::lowest_bit(seg->free_runs);
+  seg->free_runs &= ~(uint64_t{1} << idx);
+  if (seg->free_runs == 0) s.segments.remove(h);
+  RunMeta* r = reinterpret_cast<RunMeta*>(source::segment_base(h) + idx * sizeof(RunMeta));
+  size_t bs = base::small_class_size(cls);
+  r->block_size = static_cast<uint32_t>(bs);
+  r->cls = static_cast<uint8_t>(cls);
+  r->index = static_cast<uint8_t>(idx);
+  r->free = nullptr;
+  r->local_free = nullptr;
+  r->bump = run_start(r);
+  r->bump_end = r->bump + (kRunSize / bs) * bs;
+  r->next = r->prev = nullptr;
+  return r;
+}
+
+void release_run(SmallState& s, RunMeta* r) {
+  uintptr_t base = run_segment_base(r);
+  SmallSegment* seg = small_segment(base);
+  r->state = kRunUnused;
+  r->owner_key = nullptr;
+  r->free = r->local_free = nullptr;
+  if (seg->free_runs == 0) s.segments.push_front(&seg->h);
+  seg->free_runs |= uint64_t{1} << r->index;
+  if (seg->free_runs == kAllRunsFree) {
+    s.segments.remove(&seg->h);
+    source::release_segment(&seg->h);
+  }
+}
+
+size_t list_length(const Block* b) {
+  size_t n = 0;
+  for (; b != nullptr; b = b->next) ++n;
+  return n;
+}
+
+}  // namespace
+
+RunMeta* small_refill(SmallState& s, unsigned cls) {
+  RunMeta* r = s.active[cls];
+  if (r != nullptr) {
+    if (r->free != nullptr) return r;
+    if (r->local_free != nullptr) {
+      r->free = r->local_free;
+      r->local_free = nullptr;
+      return r;
+    }
+    if (r->bump < r->bump_end) {
+      carve(r);
+      return r;
+    }
+    // Every block is out: frees to it now take the slow path, which puts it back in play.
+    r->state = kRunFull;
+    r->owner_key = s.slow_key;
+    s.active[cls] = nullptr;
+  }
+  r = s.partial[cls].pop_front();
+  if (r != nullptr) {
+    r->free = r->local_free;
+    r->local_free = nullptr;
+  } else {
+    r = new_run(s, cls);
+    if (r == nullptr) return nullptr;
+    carve(r);
+  }
+  r->state = kRunActive;
+  r->owner_key = s.key;
+  s.active[cls] = r;
+  return r;
+}
+
+void small_free_local(SmallState& s, RunMeta* r, Block* b) {
+  b->next = r->local_free;
+  r->local_free = b;
+  if (r->state == kRunFull) {
+    r->state = kRunPartial;
+    r->owner_key = s.key;
+    s.partial[r->cls].push_front(r);
+  }
+}
+
+size_t small_collect(SmallState& s, bool all) {
+  size_t released = 0;
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
+    RunMeta* r = s.partial[cls].head;
+    while (r != nullptr) {
+      RunMeta* next = r->next;
+      if (list_length(r->local_free) == run_capacity(r)) {
+        s.partial[cls].remove(r);
+        release_run(s, r);
+        ++released;
+      }
+      r = next;
+    }
+    r = s.active[cls];
+    if (all && r != nullptr) {
+      size_t carved = static_cast<size_t>(r->bump - run_start(r)) / r->block_size;
+      if (list_length(r->free) + list_length(r->local_free) == carved) {
+        s.active[cls] = nullptr;
+        release_run(s, r);
+        ++released;
+      }
+    }
+  }
+  return released;
+}
+
+}  // namespace mpcalloc::chunks

@@ -1,0 +1,509 @@
+// Thread heaps: slow paths, remote-free draining, the heap pool, checked mode, init and fork.
+#include "heap/heap.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <pthread.h>
+
+#include "base/bits.h"
+#include "base/options.h"
+#include "base/spinlock.h"
+#include "chunks/huge.h"
+#include "os/os_memory.h"
+#include "os/os_message.h"
+#include "source/block_source.h"
+
+namespace mpcalloc::heap {
+
+namespace {
+constinit chunks::RunMeta g_empty_run{};
+}  // namespace
+
+constinit Heap g_empty_heap{&g_empty_run};
+__thread Heap* t_heap __attribute__((tls_model("initial-exec"))) = &g_empty_heap;
+
+namespace {
+
+using chunks::Block;
+using chunks::RunMeta;
+using source::SegmentHeader;
+using source::SegmentKind;
+
+constexpr uint64_t kCollectEvery = 4096;  // refills between collections of empty runs
+constexpr size_t kMetaChunk = size_t{1} << 20;
+
+// First and one-past-last direct slot of each small class (slots exist up to kDirectMax).
+struct DirectRange {
+  uint8_t begin[base::kSmallClasses];
+  uint8_t end[base::kSmallClasses];
+};
+constexpr DirectRange make_direct_ranges() {
+  DirectRange d{};
+  for (unsigned i = 0; i < base::kDirectSlots; ++i) {
+    unsigned cls = base::small_class_of(i * 16);
+    if (d.end[cls] == 0) d.begin[cls] = static_cast<uint8_t>(i);
+    d.end[cls] = static_cast<uint8_t>(i + 1);
+  }
+  return d;
+}
+constexpr DirectRange kDirect = make_direct_ranges();
+
+std::atomic<bool> g_initialized{false};
+std::atomic<bool> g_registered{false};
+constinit base::SpinLock g_init_lock;
+constinit bool g_check = false;
+pthread_key_t g_key;
+std::atomic<bool> g_key_ok{false};
+
+constinit base::SpinLock g_pool_lock;  // also guards the meta arena
+constinit Heap* g_pool = nullptr;
+constinit char* g_meta_cur = nullptr;
+constinit char* g_meta_end = nullptr;
+std::atomic<Heap*> g_all_heaps{nullptr};
+std::atomic<size_t> g_heap_count{0};
+std::atomic<size_t> g_remote_frees{0};
+
+// ---------------------------------------------------------------- heap life cycle
+
+void set_direct(Heap* h, unsigned cls) {
+  if (cls >= base::kSmallClasses || kDirect.end[cls] == 0) return;
+  RunMeta* r = h->small.active[cls];
+  if (r == nullptr || g_check) r = &g_empty_run;
+  for (unsigned i = kDirect.begin[cls]; i < kDirect.end[cls]; ++i) h->direct[i] = r;
+}
+
+void reset_all_direct(Heap* h) {
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) set_direct(h, cls);
+}
+
+Heap* new_heap() {
+  Heap* h;
+  {
+    base::LockGuard guard(g_pool_lock);
+    if (static_cast<size_t>(g_meta_end - g_meta_cur) < sizeof(Heap)) {
+      void* m = os::map(kMetaChunk);
+      if (m == nullptr) return nullptr;
+      g_meta_cur = static_cast<char*>(m);
+      g_meta_end = g_meta_cur + kMetaChunk;
+    }
+    h = reinterpret_cast<Heap*>(g_meta_cur);
+    g_meta_cur += base::align_up(sizeof(Heap), 64);
+  }
+  new (h) Heap(&g_empty_run);
+  h->small.key = g_check ? reinterpret_cast<char*>(h) + 1 : static_cast<const void*>(h);
+  h->small.slow_key = reinterpret_cast<char*>(h) + 1;
+  h->small.owner = h;
+  h->medium.owner = h;
+  Heap* head = g_all_heaps.load(std::memory_order_relaxed);
+  do {
+    h->all_next = head;
+  } while (!g_all_heaps.compare_exchange_weak(head, h, std::memory_order_release,
+                                              std::memory_order_relaxed));
+  g_heap_count.fetch_add(1, std::memory_order_relaxed);
+  return h;
+}
+
+void drain_remote(Heap* h) {
+  base::MpscNode* n = h->remote.take_all();
+  while (n != nullptr) {
+    base::MpscNode* next = n->next;
+    SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
+    if (seg->kind == SegmentKind::kSmall) {
+      chunks::small_free_local(h->small, chunks::run_of(n), reinterpret_cast<Block*>(n));
+    } else {
+      chunks::medium_free(h->medium, n);
+    }
+    n = next;
+  }
+}
+
+void collect(Heap* h, bool all) {
+  drain_remote(h);
+  chunks::small_collect(h->small, all);
+  if (all) chunks::medium_collect(h->medium);
+  reset_all_direct(h);
+  h->refills = 0;
+}
+
+void thread_exit(void* arg) {
+  Heap* h = static_cast<Heap*>(arg);
+  if (h == nullptr || h == &g_empty_heap) return;
+  collect(h, true);
+  if (t_heap == h) t_heap = &g_empty_heap;
+  base::LockGuard guard(g_pool_lock);
+  h->pool_next = g_pool;
+  g_pool = h;
+}
+
+Heap* acquire_heap() {
+  global_init();
+  Heap* h;
+  {
+    base::LockGuard guard(g_pool_lock);
+    h = g_pool;
+    if (h != nullptr) g_pool = h->pool_next;
+  }
+  if (h == nullptr) h = new_heap();
+  if (h == nullptr) return nullptr;
+  h->pool_next = nullptr;
+  t_heap = h;
+  if (g_key_ok.load(std::memory_order_acquire)) pthread_setspecific(g_key, h);
+  return h;
+}
+
+inline Heap* current_heap() {
+  Heap* h = t_heap;
+  return h != &g_empty_heap ? h : acquire_heap();
+}
+
+// ---------------------------------------------------------------- raw allocation
+
+void* small_alloc(Heap* h, unsigned cls) {
+  RunMeta* r = h->small.active[cls];
+  if (r == nullptr || r->free == nullptr) {
+    drain_remote(h);
+    if (++h->refills >= kCollectEvery) {
+      collect(h, false);
+      source::decay_tick();
+    }
+    r = chunks::small_refill(h->small, cls);
+    set_direct(h, cls);
+    if (r == nullptr) return nullptr;
+  }
+  Block* b = r->free;
+  r->free = b->next;
+  return b;
+}
+
+struct Raw {
+  void* p;
+  bool is_zero;
+};
+
+Raw alloc_raw(Heap* h, size_t size, size_t align) {
+  if (align <= 16) {
+    if (size <= base::kSmallMax) return {small_alloc(h, base::small_class_of(size)), false};
+  } else if (align < source::kSegmentSize) {
+    // Power-of-two classes are aligned to their size inside a 64 KiB-aligned run.
+    size_t rounded = base::next_pow2(size > align ? size : align);
+    if (rounded <= base::kSmallMax) return {small_alloc(h, base::small_class_of(rounded)), false};
+  } else {
+    return {chunks::huge_alloc_overaligned(size, align), true};
+  }
+  if (size <= chunks::kMediumMax) {
+    drain_remote(h);
+    return {chunks::medium_alloc(h->medium, size, align), false};
+  }
+  chunks::HugeResult r = chunks::huge_alloc(size, align, false);
+  return {r.p, r.is_zero};
+}
+
+void* alloc_raw_zeroable(Heap* h, size_t size, size_t align, bool zero) {
+  if (zero && size > chunks::kMediumMax && align < source::kSegmentSize) {
+    chunks::HugeResult r = chunks::huge_alloc(size, align, true);
+    if (r.p != nullptr && !r.is_zero) std::memset(r.p, 0, size);
+    return r.p;
+  }
+  Raw r = alloc_raw(h, size, align);
+  if (zero && r.p != nullptr && !r.is_zero) std::memset(r.p, 0, size);
+  return r.p;
+}
+
+// ---------------------------------------------------------------- raw free
+
+void free_remote(Heap* owner, void* p) {
+  g_remote_frees.fetch_add(1, std::memory_order_relaxed);
+  owner->remote.push(static_cast<base::MpscNode*>(p));
+}
+
+void free_raw(void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & source::kSegmentMask) == 0) {
+    if (p != nullptr) chunks::huge_free_overaligned(p);
+    return;
+  }
+  SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+  switch (seg->kind) {
+    case SegmentKind::kSmall: {
+      Heap* owner = static_cast<Heap*>(seg->owner);
+      if (owner == t_heap) chunks::small_free_local(owner->small, chunks::run_of(p), static_cast<Block*>(p));
+      else free_remote(owner, p);
+      return;
+    }
+    case SegmentKind::kMedium: {
+      Heap* owner = static_cast<Heap*>(seg->owner);
+      if (owner == t_heap) chunks::medium_free(owner->medium, p);
+      else free_remote(owner, p);
+      return;
+    }
+    case SegmentKind::kHuge:
+      chunks::huge_free(seg);
+      return;
+    case SegmentKind::kNone:
+      return;
+  }
+}
+
+size_t usable_raw(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & source::kSegmentMask) == 0) return p == nullptr ? 0 : chunks::huge_usable_overaligned(p);
+  const SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+  switch (seg->kind) {
+    case SegmentKind::kSmall: return chunks::run_of(p)->block_size;
+    case SegmentKind::kMedium: return chunks::medium_usable(p);
+    case SegmentKind::kHuge: return chunks::huge_usable(seg);
+    case SegmentKind::kNone: return 0;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- checked mode
+// Every block carries, at the end of its usable space, its requested size (xor a key), and
+// canary bytes between the request and that trailer. Small runs keep an occupancy bitmap.
+
+constexpr uint64_t kTrailerKey = 0x5a17c0de5a17c0deull;
+constexpr unsigned char kCanary = 0xab;
+constexpr size_t kCheckExtra = 16;
+
+[[noreturn]] void report(const char* what, const void* p, const char* detail, size_t detail_size,
+                         const char* call) {
+  os::Message m;
+  m.text("mpcalloc: ").text(what).text(" of ").hex(reinterpret_cast<uintptr_t>(p));
+  if (detail != nullptr) m.text(" (").text(detail).dec(detail_size).text(" B)");
+  m.text(" in ").text(call).text("()");
+  os::fatal(m);
+}
+
+bool bitmap_test_and_set(RunMeta* r, size_t i, bool set) {
+  uint8_t* byte = chunks::run_check_bitmap(r) + i / 8;
+  uint8_t bit = static_cast<uint8_t>(1u << (i % 8));
+  uint8_t old = set ? __atomic_fetch_or(byte, bit, __ATOMIC_ACQ_REL)
+                    : __atomic_fetch_and(byte, static_cast<uint8_t>(~bit), __ATOMIC_ACQ_REL);
+  return (old & bit) != 0;
+}
+
+void check_mark(void* p, size_t req) {
+  size_t usable = usable_raw(p);
+  unsigned char* c = static_cast<unsigned char*>(p);
+  // usable >= req + kCheckExtra by construction; the guard keeps the compiler's bounds check calm.
+  if (usable < req + kCheckExtra || usable > PTRDIFF_MAX) return;
+  std::memset(c + req, kCanary, usable - 8 - req);
+  uint64_t t = req ^ kTrailerKey;
+  std::memcpy(c + usable - 8, &t, 8);
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & source::kSegmentMask) != 0 &&
+      source::segment_header(a & ~source::kSegmentMask)->kind == SegmentKind::kSmall) {
+    RunMeta* r = chunks::run_of(p);
+    bitmap_test_and_set(r, static_cast<size_t>(c - reinterpret_cast<unsigned char*>(chunks::run_start(r))) / r->block_size, true);
+  }
+}
+
+// Validates p as a live block; returns its requested size. Reports and aborts otherwise.
+// `release`: the block is being freed (clears its occupancy bit).
+size_t check_block(const void* p, const char* call, bool release) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const char* detail = nullptr;
+  size_t detail_size = 0;
+  size_t usable;
+  if ((a & source::kSegmentMask) == 0) {
+    usable = chunks::huge_usable_overaligned(p);
+    if (usable == 0) report("invalid free", p, nullptr, 0, call);
+    detail = "huge block ";
+    detail_size = usable;
+  } else {
+    uintptr_t base = a & ~source::kSegmentMask;
+    if (!source::is_registered(base)) report("invalid free", p, nullptr, 0, call);
+    SegmentHeader* seg = source::segment_header(base);
+    if (seg->magic != source::kSegmentMagic) report("invalid free", p, nullptr, 0, call);
+    switch (seg->kind) {
+      case SegmentKind::kSmall: {
+        RunMeta* r = chunks::run_of(p);
+        if (r->state == chunks::kRunUnused || r->index == 0) report("invalid free", p, nullptr, 0, call);
+        detail = "size class ";
+        detail_size = r->block_size;
+        size_t off = static_cast<size_t>(a - reinterpret_cast<uintptr_t>(chunks::run_start(r)));
+        if (off % r->block_size != 0) report("interior pointer free", p, detail, detail_size, call);
+        if (a >= reinterpret_cast<uintptr_t>(r->bump)) report("invalid free", p, detail, detail_size, call);
+        size_t i = off / r->block_size;
+        bool was_set = release ? bitmap_test_and_set(r, i, false)
+                               : ((chunks::run_check_bitmap(r)[i / 8] >> (i % 8)) & 1) != 0;
+        if (!was_set) report("double free", p, detail, detail_size, call);
+        usable = r->block_size;
+        break;
+      }
+      case SegmentKind::kMedium: {
+        chunks::ChunkStatus st = chunks::medium_classify(p);
+        if (st == chunks::ChunkStatus::kOutside) report("invalid free", p, nullptr, 0, call);
+        if (st == chunks::ChunkStatus::kInterior) report("interior pointer free", p, nullptr, 0, call);
+        usable = chunks::medium_usable(p);
+        detail = "medium chunk ";
+        detail_size = usable;
+        if (st == chunks::ChunkStatus::kFree) report("double free", p, detail, detail_size, call);
+        break;
+      }
+      case SegmentKind::kHuge: {
+        usable = chunks::huge_usable(seg);
+        detail = "huge block ";
+        detail_size = usable;
+        uintptr_t user = base + reinterpret_cast<chunks::HugeHeader*>(seg)->user_offset;
+        if (a != user) report(a > user ? "interior pointer free" : "invalid free", p, detail, detail_size, call);
+        break;
+      }
+      default:
+        report("double free", p, nullptr, 0, call);
+    }
+  }
+  const unsigned char* c = static_cast<const unsigned char*>(p);
+  uint64_t t;
+  std::memcpy(&t, c + usable - 8, 8);
+  size_t req = t ^ kTrailerKey;
+  if (req > usable - kCheckExtra) report("heap overflow", p, detail, detail_size, call);
+  for (size_t i = req; i < usable - 8; ++i) {
+    if (c[i] != kCanary) report("heap overflow", p, detail, detail_size, call);
+  }
+  return req;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- entry points
+
+void* malloc_slow(size_t size) {
+  Heap* h = current_heap();
+  void* p = nullptr;
+  if (h != nullptr) {
+    if (g_check) p = allocate(size, 16, false);
+    else if (size <= base::kSmallMax) p = small_alloc(h, base::small_class_of(size));
+    else if (size <= PTRDIFF_MAX) p = alloc_raw(h, size, 16).p;
+  }
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+void free_slow(void* p) { deallocate(p, "free"); }
+
+void* allocate(size_t size, size_t align, bool zero) {
+  Heap* h = current_heap();
+  if (h == nullptr) return nullptr;
+  if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
+  if (!g_check) return alloc_raw_zeroable(h, size, align, zero);
+  void* p = alloc_raw_zeroable(h, size + kCheckExtra, align, false);
+  if (p == nullptr) return nullptr;
+  if (zero) std::memset(p, 0, size);
+  check_mark(p, size);
+  return p;
+}
+
+void deallocate(void* p, const char* call) {
+  if (p == nullptr) return;
+  if (g_check) check_block(p, call, true);
+  free_raw(p);
+}
+
+size_t usable_size(const void* p) {
+  if (p == nullptr) return 0;
+  if (g_check) return check_block(p, "malloc_usable_size", false);
+  return usable_raw(p);
+}
+
+void* reallocate(void* p, size_t size) {
+  if (p == nullptr) return allocate(size, 16, false);
+  if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
+  size_t old_usable;
+  if (g_check) {
+    old_usable = check_block(p, "realloc", false);
+  } else {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if ((a & source::kSegmentMask) != 0) {
+      SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+      switch (seg->kind) {
+        case SegmentKind::kSmall: {
+          size_t bs = chunks::run_of(p)->block_size;
+          if (size <= bs && (size > bs / 2 || bs <= 16)) return p;
+          break;
+        }
+        case SegmentKind::kMedium:
+          if (size > base::kSmallMax && size <= chunks::kMediumMax && seg->owner == t_heap &&
+              chunks::medium_resize_in_place(static_cast<Heap*>(seg->owner)->medium, p, size)) {
+            return p;
+          }
+          break;
+        case SegmentKind::kHuge:
+          if (size > chunks::kMediumMax) return chunks::huge_resize(seg, size);
+          break;
+        case SegmentKind::kNone:
+          break;
+      }
+    }
+    old_usable = usable_raw(p);
+  }
+  void* q = allocate(size, 16, false);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, old_usable < size ? old_usable : size);
+  deallocate(p, "realloc");
+  return q;
+}
+
+bool trim() {
+  Heap* h = t_heap;
+  if (h != &g_empty_heap) collect(h, true);
+  return source::trim_cache() > 0;
+}
+
+bool check_enabled() { return g_check; }
+
+HeapStats stats() {
+  return {g_heap_count.load(std::memory_order_relaxed), g_remote_frees.load(std::memory_order_relaxed)};
+}
+
+namespace {
+void fork_prepare() {
+  g_pool_lock.lock();
+  chunks::huge_fork_prepare();
+  source::fork_prepare();
+}
+void fork_parent() {
+  source::fork_parent();
+  chunks::huge_fork_parent();
+  g_pool_lock.unlock();
+}
+void fork_child() {
+  source::fork_child();
+  chunks::huge_fork_child();
+  g_pool_lock.reset();
+}
+
+void print_options() {
+  for (unsigned i = 0; i < base::kOptCount; ++i) {
+    const base::OptionDesc& d = base::option_desc(i);
+    os::Message m;
+    m.text("mpcalloc: option ").text(d.env).text("=").dec(static_cast<uint64_t>(base::option(i)));
+    m.text("\n").write_to(2);
+  }
+}
+}  // namespace
+
+void global_init() {
+  if (g_initialized.load(std::memory_order_acquire)) return;
+  {
+    base::LockGuard guard(g_init_lock);
+    if (!g_initialized.load(std::memory_order_relaxed)) {
+      base::options_load();
+      g_check = base::option(base::kOptCheck) != 0;
+      source::configure({static_cast<size_t>(base::option(base::kOptCacheMax)),
+                         static_cast<uint64_t>(base::option(base::kOptDecayMs))});
+      g_initialized.store(true, std::memory_order_release);
+    }
+  }
+  // Registrations that may allocate run after the flag is set, so a nested malloc proceeds.
+  bool expected = false;
+  if (g_registered.compare_exchange_strong(expected, true)) {
+    if (pthread_key_create(&g_key, thread_exit) == 0) g_key_ok.store(true, std::memory_order_release);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (base::option(base::kOptVerbose) != 0) print_options();
+  }
+}
+
+}  // namespace mpcalloc::heap

@@ -1,0 +1,41 @@
+// The kernel's memory calls (mmap, munmap, mremap, madvise) as raw syscalls, with a fault
+// injection hook for tests and call counters. Layer os: callable from every layer above.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace mpcalloc::os {
+
+inline constexpr size_t kPageSize = 4096;
+
+struct MapResult {
+  void* addr;    // nullptr on failure
+  bool is_zero;  // the memory is known to read as zero (fresh anonymous mapping)
+};
+
+// Anonymous read/write private mapping; `hint` is only a hint. nullptr on failure.
+void* map(size_t size, void* hint = nullptr);
+// A mapping of `size` bytes whose start is aligned to `alignment` (a power of two >= page).
+MapResult map_aligned(size_t size, size_t alignment);
+// Address space only (PROT_NONE), for building aligned targets.
+void* reserve(size_t size);
+bool unmap(void* addr, size_t size);
+// Resize in place (no move); false if the kernel could not.
+bool remap_in_place(void* addr, size_t old_size, size_t new_size);
+// Move the pages of [addr, addr+old_size) to `target`, resizing to new_size; no copy.
+bool remap_to(void* addr, size_t old_size, size_t new_size, void* target);
+// Give pages back to the kernel; contents read as zero afterwards.
+bool discard(void* addr, size_t size);
+
+struct OsCounters {
+  uint64_t mmap_calls;
+  uint64_t munmap_calls;
+  uint64_t mremap_calls;
+  uint64_t madvise_calls;
+};
+OsCounters counters();
+
+// Fault injection: the n-th next call of map/reserve/remap/discard fails (0 = off).
+void fail_after(unsigned long n);
+
+}  // namespace mpcalloc::os

@@ -1,0 +1,53 @@
+// Where segments and huge blocks come from and go back to: a cache of free OS blocks under a
+// byte budget with time decay, and the registry of live segment bases (for checked frees).
+// Layer source: called by chunks and heap; calls os.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "source/segment.h"
+
+namespace mpcalloc::source {
+
+struct SourceConfig {
+  size_t cache_max_bytes;  // free bytes kept from the OS at most
+  uint64_t decay_ms;       // a cached block unused this long goes back to the OS
+};
+void configure(const SourceConfig& cfg);
+
+// A segment of kSegmentSize for a small or medium chunk manager, run table zeroed.
+SegmentHeader* acquire_segment(SegmentKind kind, void* owner);
+void release_segment(SegmentHeader* seg);
+
+// A block of at least `map_size` bytes (page multiple), aligned to kSegmentSize; the header
+// is set up with kind kHuge and map_size = the real size. `want_zero`: prefer memory known zero.
+SegmentHeader* acquire_huge(size_t map_size, bool want_zero);
+void release_huge(SegmentHeader* seg);
+// Resize a huge block to new_map_size without copying (mremap); may move it. nullptr on
+// failure (the old block is left intact).
+SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size);
+
+// Is `base` the base of a live segment or huge block of ours? Safe for any address.
+bool is_registered(uintptr_t base);
+
+// Returns every cached block to the OS. Returns the number of bytes released.
+size_t trim_cache();
+// Decay step: releases cached blocks older than the decay time. Cheap when nothing to do.
+void decay_tick();
+
+struct SourceStats {
+  size_t mapped_bytes;
+  size_t peak_mapped_bytes;
+  size_t segment_count;
+  size_t huge_count;
+  size_t huge_bytes;
+  size_t cached_bytes;
+};
+SourceStats stats();
+
+// fork support: the source's lock taken before fork, released after.
+void fork_prepare();
+void fork_parent();
+void fork_child();
+
+}  // namespace mpcalloc::source
