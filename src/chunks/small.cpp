@@ -13,8 +13,8 @@ SmallSegment* small_segment(uintptr_t base) {
   return reinterpret_cast<SmallSegment*>(source::segment_header(base));
 }
 
-// Prepares up to kCarveBytes of blocks from the bump area into r->free.
-void carve(RunMeta* r) {
+// Up to kCarveBytes of blocks from the bump area, as a list.
+Block* carve(RunMeta* r) {
   size_t bs = r->block_size;
   size_t n = (static_cast<size_t>(r->bump_end - r->bump)) / bs;
   size_t want = kCarveBytes / bs;
@@ -26,9 +26,9 @@ void carve(RunMeta* r) {
     reinterpret_cast<Block*>(p)->next = reinterpret_cast<Block*>(p + bs);
     p += bs;
   }
-  reinterpret_cast<Block*>(p)->next = r->free;
-  r->free = head;
+  reinterpret_cast<Block*>(p)->next = nullptr;
   r->bump = p + bs;
+  return head;
 }
 
 RunMeta* new_run(SmallState& s, unsigned cls) {
@@ -43,13 +43,12 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
   unsigned idx = base::lowest_bit(seg->free_runs);
   seg->free_runs &= ~(uint64_t{1} << idx);
   if (seg->free_runs == 0) s.segments.remove(h);
-  RunMeta* r = reinterpret_cast<RunMeta*>(source::segment_base(h) + idx * sizeof(RunMeta));
+  RunMeta* r = &reinterpret_cast<RunTable*>(source::segment_base(h))->meta[idx];
   size_t bs = base::small_class_size(cls);
   r->block_size = static_cast<uint32_t>(bs);
   r->cls = static_cast<uint8_t>(cls);
   r->index = static_cast<uint8_t>(idx);
-  r->free = nullptr;
-  r->local_free = nullptr;
+  run_local_free(r) = nullptr;
   r->bump = run_start(r);
   r->bump_end = r->bump + (kRunSize / bs) * bs;
   r->next = r->prev = nullptr;
@@ -60,8 +59,8 @@ void release_run(SmallState& s, RunMeta* r) {
   uintptr_t base = run_segment_base(r);
   SmallSegment* seg = small_segment(base);
   r->state = kRunUnused;
-  r->owner_key = nullptr;
-  r->free = r->local_free = nullptr;
+  run_owner_key(r) = nullptr;
+  run_local_free(r) = nullptr;
   if (seg->free_runs == 0) s.segments.push_front(&seg->h);
   seg->free_runs |= uint64_t{1} << r->index;
   if (seg->free_runs == kAllRunsFree) {
@@ -78,45 +77,52 @@ size_t list_length(const Block* b) {
 
 }  // namespace
 
-RunMeta* small_refill(SmallState& s, unsigned cls) {
+Block* small_refill(SmallState& s, unsigned cls) {
   RunMeta* r = s.active[cls];
   if (r != nullptr) {
-    if (r->free != nullptr) return r;
-    if (r->local_free != nullptr) {
-      r->free = r->local_free;
-      r->local_free = nullptr;
-      return r;
+    Block*& local = run_local_free(r);
+    if (local != nullptr) {
+      Block* list = local;
+      local = nullptr;
+      return list;
     }
-    if (r->bump < r->bump_end) {
-      carve(r);
-      return r;
-    }
+    if (r->bump < r->bump_end) return carve(r);
     // Every block is out: frees to it now take the slow path, which puts it back in play.
     r->state = kRunFull;
-    r->owner_key = s.slow_key;
+    run_owner_key(r) = s.slow_key;
     s.active[cls] = nullptr;
   }
+  Block* list;
   r = s.partial[cls].pop_front();
   if (r != nullptr) {
-    r->free = r->local_free;
-    r->local_free = nullptr;
+    list = run_local_free(r);
+    run_local_free(r) = nullptr;
   } else {
     r = new_run(s, cls);
     if (r == nullptr) return nullptr;
-    carve(r);
+    list = carve(r);
   }
   r->state = kRunActive;
-  r->owner_key = s.key;
+  run_owner_key(r) = s.key;
   s.active[cls] = r;
-  return r;
+  return list;
+}
+
+void small_set_key(SmallState& s, const void* key) {
+  s.key = key;
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
+    if (s.active[cls] != nullptr) run_owner_key(s.active[cls]) = key;
+    for (RunMeta* r = s.partial[cls].head; r != nullptr; r = r->next) run_owner_key(r) = key;
+  }
 }
 
 void small_free_local(SmallState& s, RunMeta* r, Block* b) {
-  b->next = r->local_free;
-  r->local_free = b;
+  Block*& local = run_local_free(r);
+  b->next = local;
+  local = b;
   if (r->state == kRunFull) {
     r->state = kRunPartial;
-    r->owner_key = s.key;
+    run_owner_key(r) = s.key;
     s.partial[r->cls].push_front(r);
   }
 }
@@ -127,7 +133,7 @@ size_t small_collect(SmallState& s, bool all) {
     RunMeta* r = s.partial[cls].head;
     while (r != nullptr) {
       RunMeta* next = r->next;
-      if (list_length(r->local_free) == run_capacity(r)) {
+      if (list_length(run_local_free(r)) == run_capacity(r)) {
         s.partial[cls].remove(r);
         release_run(s, r);
         ++released;
@@ -136,8 +142,9 @@ size_t small_collect(SmallState& s, bool all) {
     }
     r = s.active[cls];
     if (all && r != nullptr) {
+      // The caller has handed its cached blocks back to local_free first.
       size_t carved = static_cast<size_t>(r->bump - run_start(r)) / r->block_size;
-      if (list_length(r->free) + list_length(r->local_free) == carved) {
+      if (list_length(run_local_free(r)) == carved) {
         s.active[cls] = nullptr;
         release_run(s, r);
         ++released;

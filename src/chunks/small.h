@@ -1,7 +1,7 @@
 // Small chunks: runs of 64 KiB holding blocks of one size class, no per-object header.
 // Layer chunks: called by heap; calls source and base.
-// Each run's metadata (RunMeta) sits in a table at the start of its segment, so the free fast
-// path finds it from the address alone: segment base + ((addr >> 16) & 63) * 64.
+// Each run's metadata sits in a table at the start of its segment (RunTable), so the free fast
+// path finds it from the address alone.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,10 +23,8 @@ struct Block {
 
 enum RunState : uint8_t { kRunUnused = 0, kRunActive, kRunPartial, kRunFull };
 
+// Slow-path metadata of one run.
 struct RunMeta {
-  const void* owner_key;  // equals the owner's fast-path key while frees may take the fast path
-  Block* free;            // blocks ready for malloc
-  Block* local_free;      // blocks freed by the owning thread since the last refill
   char* bump;             // start of the part not yet carved into blocks
   char* bump_end;         // end of the last whole block
   RunMeta* next;          // partial list links
@@ -35,10 +33,20 @@ struct RunMeta {
   uint8_t cls;
   uint8_t state;
   uint8_t index;          // run number inside the segment
-  uint8_t pad;
+  uint8_t pad[9];
 };
-static_assert(sizeof(RunMeta) == 64, "the free fast path indexes runs by shifting");
-static_assert(kRunsPerSegment * sizeof(RunMeta) == source::kRunTableBytes);
+static_assert(sizeof(RunMeta) == 48);
+
+// The first kRunTableBytes of a small segment. The free fast path reads owner_key[i] and
+// pushes on local_free[i] with i = (addr >> 16) & 63: two arrays of 8-byte cells, so both are
+// one scaled-index access. Medium and huge segments keep this table zero (no owner: every
+// free of theirs takes the slow path).
+struct RunTable {
+  const void* owner_key[kRunsPerSegment];  // the owning thread's key while frees may be fast
+  Block* local_free[kRunsPerSegment];      // blocks freed by the owning thread
+  RunMeta meta[kRunsPerSegment];
+};
+static_assert(sizeof(RunTable) == source::kRunTableBytes);
 
 // Small segments add the free-run bitmap to the source header.
 struct SmallSegment {
@@ -51,11 +59,16 @@ inline constexpr size_t kCheckBitmapOffset = 8192;
 inline constexpr size_t kCheckBitmapBytes = kRunSize / 16 / 8;  // one bit per 16-byte slot
 static_assert(kCheckBitmapOffset + kRunsPerSegment * kCheckBitmapBytes <= kRunSize);
 
-inline RunMeta* run_of(const void* p) {
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  return reinterpret_cast<RunMeta*>((a & ~source::kSegmentMask) +
-                                    ((a >> (kRunShift - 6)) & ((kRunsPerSegment - 1) << 6)));
+inline RunTable* run_table_of(const void* p) {
+  return reinterpret_cast<RunTable*>(reinterpret_cast<uintptr_t>(p) & ~source::kSegmentMask);
 }
+inline unsigned run_index_of(const void* p) {
+  return static_cast<unsigned>((reinterpret_cast<uintptr_t>(p) >> kRunShift) & (kRunsPerSegment - 1));
+}
+inline RunMeta* run_of(const void* p) { return &run_table_of(p)->meta[run_index_of(p)]; }
+inline RunTable* table_of(const RunMeta* r) { return run_table_of(r); }
+inline Block*& run_local_free(const RunMeta* r) { return table_of(r)->local_free[r->index]; }
+inline const void*& run_owner_key(const RunMeta* r) { return table_of(r)->owner_key[r->index]; }
 inline uintptr_t run_segment_base(const RunMeta* r) {
   return reinterpret_cast<uintptr_t>(r) & ~source::kSegmentMask;
 }
@@ -75,16 +88,19 @@ struct SmallState {
   RunMeta* active[base::kSmallClasses];
   base::IntrusiveList<RunMeta> partial[base::kSmallClasses];
   base::IntrusiveList<source::SegmentHeader> segments;  // small segments with unused runs
-  const void* key;      // value of owner_key for runs taking fast-path frees
+  const void* key;      // owner_key for runs taking fast-path frees: the owning thread's
+                        // thread pointer, or slow_key when no thread owns the heap
   const void* slow_key; // owner_key for runs whose frees must take the slow path
   void* owner;          // the heap, recorded in segment headers
 };
 
-// A run of class `cls` with a non-empty free list, made the active run; nullptr when out of
-// memory.
-RunMeta* small_refill(SmallState& s, unsigned cls);
+// A non-empty list of free blocks of class `cls` taken from the active run (made active if
+// needed); nullptr when out of memory. The caller (the heap) caches the list.
+Block* small_refill(SmallState& s, unsigned cls);
+// Sets the fast-path key of every run that may take fast frees (active and partial runs).
+void small_set_key(SmallState& s, const void* key);
 // A block freed by the owner thread that the fast path did not take (full run, checks on,
-// drained remote frees).
+// drained remote frees, blocks the heap hands back from its cache).
 void small_free_local(SmallState& s, RunMeta* r, Block* b);
 // Releases runs with every block free; segments with every run unused go back to the source.
 // `all`: also the active runs. Returns the number of runs released.

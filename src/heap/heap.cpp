@@ -18,10 +18,10 @@
 namespace mpcalloc::heap {
 
 namespace {
-constinit chunks::RunMeta g_empty_run{};
+constinit chunks::Block* g_null_cell = nullptr;  // never written: always empty
 }  // namespace
 
-constinit Heap g_empty_heap{&g_empty_run};
+constinit Heap g_empty_heap{&g_null_cell};
 __thread Heap* t_heap __attribute__((tls_model("initial-exec"))) = &g_empty_heap;
 
 namespace {
@@ -33,22 +33,6 @@ using source::SegmentKind;
 
 constexpr uint64_t kCollectEvery = 4096;  // refills between collections of empty runs
 constexpr size_t kMetaChunk = size_t{1} << 20;
-
-// First and one-past-last direct slot of each small class (slots exist up to kDirectMax).
-struct DirectRange {
-  uint8_t begin[base::kSmallClasses];
-  uint8_t end[base::kSmallClasses];
-};
-constexpr DirectRange make_direct_ranges() {
-  DirectRange d{};
-  for (unsigned i = 0; i < base::kDirectSlots; ++i) {
-    unsigned cls = base::small_class_of(i * 16);
-    if (d.end[cls] == 0) d.begin[cls] = static_cast<uint8_t>(i);
-    d.end[cls] = static_cast<uint8_t>(i + 1);
-  }
-  return d;
-}
-constexpr DirectRange kDirect = make_direct_ranges();
 
 std::atomic<bool> g_initialized{false};
 std::atomic<bool> g_registered{false};
@@ -67,15 +51,24 @@ std::atomic<size_t> g_remote_frees{0};
 
 // ---------------------------------------------------------------- heap life cycle
 
-void set_direct(Heap* h, unsigned cls) {
-  if (cls >= base::kSmallClasses || kDirect.end[cls] == 0) return;
-  RunMeta* r = h->small.active[cls];
-  if (r == nullptr || g_check) r = &g_empty_run;
-  for (unsigned i = kDirect.begin[cls]; i < kDirect.end[cls]; ++i) h->direct[i] = r;
+// Points the fast-path size cells at the class lists (or at the null cell in check mode).
+void set_size_cells(Heap* h) {
+  for (size_t size = 0; size <= base::kDirectMax; ++size) {
+    h->size_cell[size] = g_check ? &g_null_cell : &h->class_free[base::small_class_of(size)];
+  }
 }
 
-void reset_all_direct(Heap* h) {
-  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) set_direct(h, cls);
+// Hands the heap's cached blocks back to their runs (before collecting or abandoning).
+void flush_class_lists(Heap* h) {
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
+    Block* b = h->class_free[cls];
+    h->class_free[cls] = nullptr;
+    while (b != nullptr) {
+      Block* next = b->next;
+      chunks::small_free_local(h->small, chunks::run_of(b), b);
+      b = next;
+    }
+  }
 }
 
 Heap* new_heap() {
@@ -91,9 +84,11 @@ Heap* new_heap() {
     h = reinterpret_cast<Heap*>(g_meta_cur);
     g_meta_cur += base::align_up(sizeof(Heap), 64);
   }
-  new (h) Heap(&g_empty_run);
-  h->small.key = g_check ? reinterpret_cast<char*>(h) + 1 : static_cast<const void*>(h);
+  new (h) Heap(&g_null_cell);
+  set_size_cells(h);
+  // Odd, so never equal to a thread pointer.
   h->small.slow_key = reinterpret_cast<char*>(h) + 1;
+  h->small.key = h->small.slow_key;
   h->small.owner = h;
   h->medium.owner = h;
   Heap* head = g_all_heaps.load(std::memory_order_relaxed);
@@ -121,9 +116,9 @@ void drain_remote(Heap* h) {
 
 void collect(Heap* h, bool all) {
   drain_remote(h);
+  if (all) flush_class_lists(h);
   chunks::small_collect(h->small, all);
   if (all) chunks::medium_collect(h->medium);
-  reset_all_direct(h);
   h->refills = 0;
 }
 
@@ -131,6 +126,8 @@ void thread_exit(void* arg) {
   Heap* h = static_cast<Heap*>(arg);
   if (h == nullptr || h == &g_empty_heap) return;
   collect(h, true);
+  // The thread pointer may be reused by a new thread: no run may match it any more.
+  chunks::small_set_key(h->small, h->small.slow_key);
   if (t_heap == h) t_heap = &g_empty_heap;
   base::LockGuard guard(g_pool_lock);
   h->pool_next = g_pool;
@@ -148,6 +145,7 @@ Heap* acquire_heap() {
   if (h == nullptr) h = new_heap();
   if (h == nullptr) return nullptr;
   h->pool_next = nullptr;
+  if (!g_check) chunks::small_set_key(h->small, thread_key());
   t_heap = h;
   if (g_key_ok.load(std::memory_order_acquire)) pthread_setspecific(g_key, h);
   return h;
@@ -160,20 +158,22 @@ inline Heap* current_heap() {
 
 // ---------------------------------------------------------------- raw allocation
 
-void* small_alloc(Heap* h, unsigned cls) {
-  RunMeta* r = h->small.active[cls];
-  if (r == nullptr || r->free == nullptr) {
-    drain_remote(h);
-    if (++h->refills >= kCollectEvery) {
-      collect(h, false);
-      source::decay_tick();
-    }
-    r = chunks::small_refill(h->small, cls);
-    set_direct(h, cls);
-    if (r == nullptr) return nullptr;
+[[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
+  drain_remote(h);
+  if (++h->refills >= kCollectEvery) {
+    collect(h, false);
+    source::decay_tick();
   }
-  Block* b = r->free;
-  r->free = b->next;
+  return chunks::small_refill(h->small, cls);
+}
+
+inline void* small_alloc(Heap* h, unsigned cls) {
+  Block* b = h->class_free[cls];
+  if (b == nullptr) {
+    b = refill(h, cls);
+    if (b == nullptr) return nullptr;
+  }
+  h->class_free[cls] = b->next;
   return b;
 }
 
