@@ -1,6 +1,21 @@
 // C++ operator new/delete in every form (plain, array, nothrow, sized, aligned), with
-// std::new_handler and std::bad_alloc semantics. The only file built with exceptions.
+// std::new_handler and std::bad_alloc semantics.
+// The library does not depend on libstdc++ (it would cost every C program ~1.6 MB of RSS):
+// the C++ runtime functions used here are weak references, present whenever a C++ program
+// (the only kind that calls operator new) is running. This file needs no exception support
+// of its own: bad_alloc is thrown by libstdc++'s std::__throw_bad_alloc, and the nothrow
+// forms that must catch a throwing new-handler delegate to libstdc++'s own nothrow new, which
+// calls our throwing new inside its try/catch.
+#include <dlfcn.h>
 #include <new>
+
+#include "os/os_message.h"
+
+using NewHandler = void (*)();
+extern "C" NewHandler mpcalloc_cxx_get_new_handler() noexcept
+    __asm__("_ZSt15get_new_handlerv") __attribute__((weak));
+extern "C" void mpcalloc_cxx_throw_bad_alloc() __asm__("_ZSt17__throw_bad_allocv")
+    __attribute__((weak));
 
 #include "api/api_common.h"
 #include "heap/heap.h"
@@ -17,23 +32,41 @@ inline void* try_alloc(size_t size, size_t align) {
   return align <= 16 ? heap::malloc_fast(size) : heap::allocate(size, align, false);
 }
 
+[[noreturn]] void throw_bad_alloc() {
+  if (mpcalloc_cxx_throw_bad_alloc != nullptr) mpcalloc_cxx_throw_bad_alloc();
+  os::Message m;
+  m.text("mpcalloc: out of memory in operator new and no C++ runtime to throw std::bad_alloc");
+  os::fatal(m);
+}
+
 // Allocation failed: call the new-handler until it succeeds; no handler means bad_alloc.
 [[gnu::noinline]] void* new_retry(size_t size, size_t align) {
   for (;;) {
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    NewHandler handler = mpcalloc_cxx_get_new_handler != nullptr ? mpcalloc_cxx_get_new_handler() : nullptr;
+    if (handler == nullptr) throw_bad_alloc();
     handler();
     void* p = try_alloc(size, align);
     if (p != nullptr) return p;
   }
 }
 
+using NothrowNew = void* (*)(size_t, const std::nothrow_t&) noexcept;
+using NothrowAlignedNew = void* (*)(size_t, std::align_val_t, const std::nothrow_t&) noexcept;
+
 [[gnu::noinline]] void* new_retry_nothrow(size_t size, size_t align) noexcept {
-  try {
-    return new_retry(size, align);
-  } catch (...) {
+  if (mpcalloc_cxx_get_new_handler == nullptr || mpcalloc_cxx_get_new_handler() == nullptr) {
     return nullptr;
   }
+  // A handler may throw bad_alloc, which a nothrow new must turn into nullptr.
+  const std::nothrow_t tag{};
+  if (align <= 16) {
+    auto next = reinterpret_cast<NothrowNew>(dlsym(RTLD_NEXT, "_ZnwmRKSt9nothrow_t"));
+    if (next != nullptr) return next(size, tag);
+  } else {
+    auto next = reinterpret_cast<NothrowAlignedNew>(dlsym(RTLD_NEXT, "_ZnwmSt11align_val_tRKSt9nothrow_t"));
+    if (next != nullptr) return next(size, static_cast<std::align_val_t>(align), tag);
+  }
+  return new_retry(size, align);
 }
 
 inline void* new_impl(size_t size) {
