@@ -17,12 +17,12 @@ size_t user_offset_for(size_t align) {
 
 // Over-aligned blocks: open addressing on the user pointer. Rare (alignment >= 4 MiB).
 struct OveralignedEntry {
-  uintptr_t user;  // 0 = empty, 1 = deleted
-  size_t map_size;
+  uintptr_t user = 0;  // 0 = empty, 1 = deleted
+  size_t map_size = 0;
 };
 constexpr size_t kOveralignedSlots = 4096;
 constinit base::SpinLock g_over_lock;
-constinit OveralignedEntry g_over[kOveralignedSlots];
+constinit OveralignedEntry g_over[kOveralignedSlots] = {};
 
 size_t slot_of(uintptr_t user) { return (user >> source::kSegmentShift) * 0x9E3779B97F4A7C15ull >> 52; }
 
