@@ -48,8 +48,11 @@ inline void* reallocarray_impl(void* p, size_t count, size_t size) {
 
 inline int posix_memalign_impl(void** out, size_t align, size_t size) {
   if (align % sizeof(void*) != 0 || !base::is_pow2(align)) return EINVAL;
-  void* p = align <= 16 ? heap::allocate(size, 16, false) : heap::allocate(size, align, false);
-  if (p == nullptr) return ENOMEM;
+  void* p = heap::allocate(size, align <= 16 ? 16 : align, false);
+  if (p == nullptr) {
+    errno = ENOMEM;  // glibc sets errno too when it returns ENOMEM (EINVAL leaves it alone)
+    return ENOMEM;
+  }
   *out = p;
   return 0;
 }
