@@ -2,6 +2,7 @@
 #include "chunks/small.h"
 
 #include "base/bits.h"
+#include "os/os_message.h"
 #include "source/block_source.h"
 
 namespace mpcalloc::chunks {
@@ -69,9 +70,49 @@ void release_run(SmallState& s, RunMeta* r) {
   }
 }
 
-size_t list_length(const Block* b) {
+// Hardening at no fast-path cost: a free-list pointer that leaves its run means the program
+// wrote into a freed block (or the list was corrupted); stop before the allocator hands out
+// someone else's memory.
+[[noreturn]] void corrupted(const RunMeta* r, const Block* b) {
+  os::Message m;
+  m.text("mpcalloc: corrupted free list of run ").hex(reinterpret_cast<uintptr_t>(run_start(r)));
+  m.text(" (size class ").dec(r->block_size).text(" B): bad block pointer ");
+  m.hex(reinterpret_cast<uintptr_t>(b)).text(" (write after free?)");
+  os::fatal(m);
+}
+
+inline void check_in_run(const RunMeta* r, const Block* b) {
+  uintptr_t start = reinterpret_cast<uintptr_t>(run_start(r));
+  uintptr_t a = reinterpret_cast<uintptr_t>(b);
+  if (a < start || a >= reinterpret_cast<uintptr_t>(r->bump) || (a - start) % r->block_size != 0) {
+    corrupted(r, b);
+  }
+}
+
+}  // namespace
+
+void small_check_block(const Block* b) {
+  uintptr_t base = source::segment_base_of(b);
+  if (!source::is_registered(base) ||
+      source::segment_header(base)->kind != source::SegmentKind::kSmall) {
+    os::Message m;
+    m.text("mpcalloc: corrupted free list: bad block pointer ").hex(reinterpret_cast<uintptr_t>(b));
+    m.text(" (write after free?)");
+    os::fatal(m);
+  }
+  check_in_run(run_of(b), b);
+}
+
+namespace {
+
+// Length of a run's list, checking every pointer against the run's bounds.
+size_t list_length(const RunMeta* r, const Block* b) {
   size_t n = 0;
-  for (; b != nullptr; b = b->next) ++n;
+  size_t limit = run_capacity(r);
+  for (; b != nullptr; b = b->next) {
+    check_in_run(r, b);
+    if (++n > limit) corrupted(r, b);  // a cycle
+  }
   return n;
 }
 
@@ -84,6 +125,8 @@ Block* small_refill(SmallState& s, unsigned cls) {
     if (local != nullptr) {
       Block* list = local;
       local = nullptr;
+      check_in_run(r, list);
+      if (list->next != nullptr) check_in_run(r, list->next);
       return list;
     }
     if (r->bump < r->bump_end) return carve(r);
@@ -97,6 +140,7 @@ Block* small_refill(SmallState& s, unsigned cls) {
   if (r != nullptr) {
     list = run_local_free(r);
     run_local_free(r) = nullptr;
+    check_in_run(r, list);
   } else {
     r = new_run(s, cls);
     if (r == nullptr) return nullptr;
@@ -133,7 +177,7 @@ size_t small_collect(SmallState& s, bool all) {
     RunMeta* r = s.partial[cls].head;
     while (r != nullptr) {
       RunMeta* next = r->next;
-      if (list_length(run_local_free(r)) == run_capacity(r)) {
+      if (list_length(r, run_local_free(r)) == run_capacity(r)) {
         s.partial[cls].remove(r);
         release_run(s, r);
         ++released;
@@ -144,7 +188,7 @@ size_t small_collect(SmallState& s, bool all) {
     if (all && r != nullptr) {
       // The caller has handed its cached blocks back to local_free first.
       size_t carved = static_cast<size_t>(r->bump - run_start(r)) / r->block_size;
-      if (list_length(run_local_free(r)) == carved) {
+      if (list_length(r, run_local_free(r)) == carved) {
         s.active[cls] = nullptr;
         release_run(s, r);
         ++released;

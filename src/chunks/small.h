@@ -102,6 +102,9 @@ void small_set_key(SmallState& s, const void* key);
 // A block freed by the owner thread that the fast path did not take (full run, checks on,
 // drained remote frees, blocks the heap hands back from its cache).
 void small_free_local(SmallState& s, RunMeta* r, Block* b);
+// Hardening for slow-path pops: aborts with a message unless b is a block boundary inside a
+// small run of a live segment (a write after free corrupted a list otherwise).
+void small_check_block(const Block* b);
 // Releases runs with every block free; segments with every run unused go back to the source.
 // `all`: also the active runs. Returns the number of runs released.
 size_t small_collect(SmallState& s, bool all);

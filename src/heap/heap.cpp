@@ -172,6 +172,8 @@ inline void* small_alloc(Heap* h, unsigned cls) {
   if (b == nullptr) {
     b = refill(h, cls);
     if (b == nullptr) return nullptr;
+  } else {
+    chunks::small_check_block(b);  // slow path only: sizes above the fast path's, or checks on
   }
   h->class_free[cls] = b->next;
   return b;
