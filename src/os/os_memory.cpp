@@ -39,28 +39,47 @@ inline bool injected_failure() {
 
 inline bool is_error(long r) { return r < 0 && r > -4096; }
 
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+// Under a sanitizer, go through libc so the sanitizer's interceptors see mappings come and go
+// (it resets its shadow state on munmap; a raw syscall would leave stale state behind and give
+// false reports when the kernel reuses the address).
+inline long sys_mmap(long addr, long len, long prot, long flags) {
+  void* p = mmap(reinterpret_cast<void*>(addr), static_cast<size_t>(len), static_cast<int>(prot),
+                 static_cast<int>(flags), -1, 0);
+  return p == MAP_FAILED ? -12 : reinterpret_cast<long>(p);
+}
+inline long sys_munmap(long addr, long len) {
+  return munmap(reinterpret_cast<void*>(addr), static_cast<size_t>(len)) == 0 ? 0 : -22;
+}
+#else
+inline long sys_mmap(long addr, long len, long prot, long flags) {
+  return raw6(SYS_mmap, addr, len, prot, flags, -1, 0);
+}
+inline long sys_munmap(long addr, long len) { return raw6(SYS_munmap, addr, len, 0, 0, 0, 0); }
+#endif
+
 }  // namespace
 
 void* map(size_t size, void* hint) {
   if (injected_failure()) return nullptr;
   g_mmap.fetch_add(1, std::memory_order_relaxed);
-  long r = raw6(SYS_mmap, reinterpret_cast<long>(hint), static_cast<long>(size),
-                PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  long r = sys_mmap(reinterpret_cast<long>(hint), static_cast<long>(size),
+                    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
   return is_error(r) ? nullptr : reinterpret_cast<void*>(r);
 }
 
 void* reserve(size_t size) {
   if (injected_failure()) return nullptr;
   g_mmap.fetch_add(1, std::memory_order_relaxed);
-  long r = raw6(SYS_mmap, 0, static_cast<long>(size), PROT_NONE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  long r = sys_mmap(0, static_cast<long>(size), PROT_NONE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
   return is_error(r) ? nullptr : reinterpret_cast<void*>(r);
 }
 
 bool unmap(void* addr, size_t size) {
   if (size == 0) return true;
   g_munmap.fetch_add(1, std::memory_order_relaxed);
-  return !is_error(raw6(SYS_munmap, reinterpret_cast<long>(addr), static_cast<long>(size), 0, 0, 0, 0));
+  return !is_error(sys_munmap(reinterpret_cast<long>(addr), static_cast<long>(size)));
 }
 
 MapResult map_aligned(size_t size, size_t alignment) {
