@@ -433,7 +433,11 @@ void* reallocate(void* p, size_t size) {
           }
           break;
         case SegmentKind::kHuge:
-          if (size > chunks::kMediumMax) return chunks::huge_resize(seg, size);
+          if (size > chunks::kMediumMax) {
+            void* q = chunks::huge_resize(seg, size);
+            if (q != nullptr) return q;
+            // mremap could not (e.g. the block spans two kernel mappings): copy instead.
+          }
           break;
         case SegmentKind::kNone:
           break;

@@ -110,6 +110,36 @@ void init_header(SegmentHeader* seg, SegmentKind kind, void* owner, size_t map_s
   seg->is_segment = kind == SegmentKind::kSmall || kind == SegmentKind::kMedium;
 }
 
+// Caller holds g_lock. Merges a free huge block with cached blocks right before and after it
+// in the address space (pieces of one earlier split, or mappings that happen to touch), so a
+// large request can take them back whole. Returns the merged block (not in the list).
+SegmentHeader* merge_neighbours_locked(SegmentHeader* seg) {
+  for (SegmentHeader* s = g_huge_cache.head; s != nullptr;) {
+    SegmentHeader* next = s->next;
+    uintptr_t sb = segment_base(s);
+    uintptr_t b = segment_base(seg);
+    if (sb == b + seg->map_size) {  // right neighbour
+      g_huge_cache.remove(s);
+      g_cached_bytes -= s->map_size;
+      seg->map_size += s->map_size;
+      seg->is_zero = seg->is_zero && s->is_zero;
+      set_registered(sb, false);
+      next = g_huge_cache.head;  // restart: the merged block may now touch another one
+    } else if (sb + s->map_size == b) {  // left neighbour
+      g_huge_cache.remove(s);
+      g_cached_bytes -= s->map_size;
+      s->map_size += seg->map_size;
+      s->is_zero = s->is_zero && seg->is_zero;
+      s->cached_at_ms = seg->cached_at_ms;
+      set_registered(b, false);
+      seg = s;
+      next = g_huge_cache.head;
+    }
+    s = next;
+  }
+  return seg;
+}
+
 // Caches a free block (or unmaps it when the budget is 0 or it alone exceeds the budget).
 void cache_or_unmap(SegmentHeader* seg, base::IntrusiveList<SegmentHeader>& list) {
   seg->kind = SegmentKind::kNone;
@@ -120,6 +150,7 @@ void cache_or_unmap(SegmentHeader* seg, base::IntrusiveList<SegmentHeader>& list
     base::LockGuard guard(g_lock);
     if (seg->map_size <= g_config.cache_max_bytes) {
       seg->cached_at_ms = now;
+      if (&list == &g_huge_cache) seg = merge_neighbours_locked(seg);
       list.push_front(seg);
       g_cached_bytes += seg->map_size;
       evicted = evict_locked(g_config.cache_max_bytes, g_config.decay_ms, now);
@@ -164,6 +195,7 @@ void release_segment(SegmentHeader* seg) { cache_or_unmap(seg, g_segment_cache);
 
 SegmentHeader* acquire_huge(size_t map_size, bool want_zero) {
   map_size = base::align_up(map_size, os::kPageSize);
+  size_t split_at = base::align_up(map_size, kSegmentSize);
   SegmentHeader* found = nullptr;
   {
     base::LockGuard guard(g_lock);
@@ -182,6 +214,18 @@ SegmentHeader* acquire_huge(size_t map_size, bool want_zero) {
     if (found != nullptr) {
       g_huge_cache.remove(found);
       g_cached_bytes -= found->map_size;
+      // A much larger block is split at a segment boundary: the tail stays cached, resident,
+      // and merges back when the front is freed. No syscall, no page fault.
+      if (found->map_size >= split_at + kSegmentSize) {
+        uintptr_t tail_base = segment_base(found) + split_at;
+        SegmentHeader* tail = segment_header(tail_base);
+        init_header(tail, SegmentKind::kNone, nullptr, found->map_size - split_at, found->is_zero);
+        tail->cached_at_ms = found->cached_at_ms;
+        set_registered(tail_base, true);
+        g_huge_cache.push_front(tail);
+        g_cached_bytes += tail->map_size;
+        found->map_size = split_at;
+      }
     }
   }
   if (found != nullptr) {
@@ -196,9 +240,9 @@ SegmentHeader* acquire_huge(size_t map_size, bool want_zero) {
       }
     }
     SegmentHeader* seg = found;
-    if (old_size < map_size || old_size - map_size > map_size / 4) {
+    if (old_size < map_size) {
       seg = resize_huge(found, map_size);
-      // Could not resize: give it back and fall through to a fresh mapping.
+      // Could not grow it: give it back and fall through to a fresh mapping.
       if (seg == nullptr) cache_or_unmap(found, g_huge_cache);
     }
     if (seg != nullptr) {
