@@ -52,6 +52,21 @@ void make_free(MediumState& s, Chunk* c, size_t size) {
   bin_insert(s, c);
 }
 
+// Quick-list class of a request (rounding up) and of a chunk's usable size (rounding down).
+constexpr unsigned quick_class_up(size_t size) {
+  if (size <= 8192) return 0;
+  unsigned e = base::log2_floor(size - 1);  // size in (2^e, 2^(e+1)]
+  unsigned sub = static_cast<unsigned>(((size - 1) >> (e - 3)) & 7);
+  return (e - 13) * 8 + sub;
+}
+constexpr size_t quick_class_size(unsigned cls) {
+  unsigned e = 13 + cls / 8;
+  return (size_t{1} << e) + (cls % 8 + 1) * (size_t{1} << (e - 3));
+}
+static_assert(quick_class_size(quick_class_up(8193)) >= 8193);
+static_assert(quick_class_up(kMediumMax) == kQuickClasses - 1);
+static_assert(quick_class_size(kQuickClasses - 1) == kMediumMax);
+
 Chunk* find_fit(MediumState& s, size_t need) {
   unsigned b = bin_of(need);
   unsigned looked = 0;
@@ -112,6 +127,16 @@ void trim_tail(MediumState& s, Chunk* c, size_t need) {
 }  // namespace
 
 void* medium_alloc(MediumState& s, size_t size, size_t align) {
+  if (align <= 16 && size <= kMediumMax) {
+    unsigned qc = quick_class_up(size);
+    Chunk* q = s.quick[qc];
+    if (q != nullptr) {
+      s.quick[qc] = q->fd;
+      s.quick_bytes -= chunk_size(q);
+      return reinterpret_cast<char*>(q) + kChunkHeader;
+    }
+    size = quick_class_size(qc);
+  }
   size_t need = base::align_up(size + kChunkHeader, 16);
   if (need < kMinChunk) need = kMinChunk;
   size_t search = align > 16 ? need + align + kMinChunk : need;
@@ -141,8 +166,8 @@ void* medium_alloc(MediumState& s, size_t size, size_t align) {
   return reinterpret_cast<char*>(c) + kChunkHeader;
 }
 
-void medium_free(MediumState& s, void* p) {
-  Chunk* c = chunk_of(p);
+namespace {
+void free_chunk(MediumState& s, Chunk* c) {
   size_t size = chunk_size(c);
   Chunk* n = at(c, size);
   if ((c->head & kPrevInUse) == 0) {
@@ -161,6 +186,36 @@ void medium_free(MediumState& s, void* p) {
     return;
   }
   make_free(s, c, size);
+}
+}  // namespace
+
+void medium_free(MediumState& s, void* p) {
+  Chunk* c = chunk_of(p);
+  size_t size = chunk_size(c);
+  size_t usable = size - kChunkHeader;
+  if (!s.quick_off && usable >= quick_class_size(0) && s.quick_bytes + size <= kQuickMaxBytes) {
+    // Largest class the chunk can serve whole.
+    unsigned qc = quick_class_up(usable);
+    if (quick_class_size(qc) > usable) --qc;
+    c->fd = s.quick[qc];
+    s.quick[qc] = c;
+    s.quick_bytes += size;
+    return;
+  }
+  free_chunk(s, c);
+}
+
+void medium_flush_quick(MediumState& s) {
+  for (unsigned qc = 0; qc < kQuickClasses; ++qc) {
+    Chunk* c = s.quick[qc];
+    s.quick[qc] = nullptr;
+    while (c != nullptr) {
+      Chunk* next = c->fd;
+      free_chunk(s, c);
+      c = next;
+    }
+  }
+  s.quick_bytes = 0;
 }
 
 bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
@@ -183,6 +238,7 @@ bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
 }
 
 size_t medium_collect(MediumState& s) {
+  medium_flush_quick(s);
   size_t released = 0;
   source::SegmentHeader* h = s.segments.head;
   while (h != nullptr) {

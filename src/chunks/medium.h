@@ -26,9 +26,19 @@ inline constexpr size_t kInUse = 1;
 inline constexpr size_t kPrevInUse = 2;
 inline constexpr size_t kFlagMask = 15;
 
+// Requests are rounded to classes (8 per power of two, at most 12.5% waste) so that freed
+// chunks can wait in per-class LIFO lists ("quick lists", no merging) and serve the next
+// request of the class in O(1); the lists are bounded and flushed into the real free lists
+// when full, at collection and at thread exit.
+inline constexpr unsigned kQuickClasses = 8 * 7;  // 8 KiB .. 1 MiB
+inline constexpr size_t kQuickMaxBytes = size_t{4} << 20;  // per heap
+
 struct MediumState {
   Chunk* bins[kMediumBins];
   uint64_t nonempty;  // bit b: bins[b] has chunks
+  Chunk* quick[kQuickClasses];
+  size_t quick_bytes;
+  bool quick_off;     // checked mode: every free must reach the boundary tags
   base::IntrusiveList<source::SegmentHeader> segments;
   size_t segment_count;
   void* owner;
@@ -45,7 +55,9 @@ void* medium_alloc(MediumState& s, size_t size, size_t align);
 void medium_free(MediumState& s, void* p);
 // Grows or shrinks in place; false if it cannot (the block is unchanged).
 bool medium_resize_in_place(MediumState& s, void* p, size_t new_size);
-// Releases every medium segment that is entirely free. Returns how many.
+// Empties the quick lists into the free lists.
+void medium_flush_quick(MediumState& s);
+// Releases every medium segment that is entirely free (after flushing). Returns how many.
 size_t medium_collect(MediumState& s);
 
 enum class ChunkStatus { kInUse, kFree, kInterior, kOutside };

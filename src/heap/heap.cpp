@@ -91,6 +91,7 @@ Heap* new_heap() {
   h->small.key = h->small.slow_key;
   h->small.owner = h;
   h->medium.owner = h;
+  h->medium.quick_off = g_check;
   Heap* head = g_all_heaps.load(std::memory_order_relaxed);
   do {
     h->all_next = head;
