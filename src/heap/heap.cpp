@@ -31,7 +31,8 @@ using chunks::RunMeta;
 using source::SegmentHeader;
 using source::SegmentKind;
 
-constexpr uint64_t kCollectEvery = 4096;  // refills between collections of empty runs
+constexpr uint64_t kCollectEvery = 4096;  // slow-path events between collections of empty runs
+constexpr uint64_t kCollectBeforeHuge = 64;  // a new huge block first collects after this many
 constexpr size_t kMetaChunk = size_t{1} << 20;
 
 std::atomic<bool> g_initialized{false};
@@ -120,7 +121,7 @@ void collect(Heap* h, bool all) {
   if (all) flush_class_lists(h);
   chunks::small_collect(h->small, all);
   if (all) chunks::medium_collect(h->medium);
-  h->refills = 0;
+  h->events = 0;
 }
 
 void thread_exit(void* arg) {
@@ -159,12 +160,18 @@ inline Heap* current_heap() {
 
 // ---------------------------------------------------------------- raw allocation
 
-[[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
-  drain_remote(h);
-  if (++h->refills >= kCollectEvery) {
+// Counts a slow-path event; every kCollectEvery of them, empty runs go back (the fast paths
+// keep no counters, so emptiness is found by these periodic walks).
+void note_event(Heap* h) {
+  if (++h->events >= kCollectEvery) {
     collect(h, false);
     source::decay_tick();
   }
+}
+
+[[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
+  drain_remote(h);
+  note_event(h);
   return chunks::small_refill(h->small, cls);
 }
 
@@ -199,6 +206,9 @@ Raw alloc_raw(Heap* h, size_t size, size_t align) {
     drain_remote(h);
     return {chunks::medium_alloc(h->medium, size, align), false};
   }
+  // A program that freed many small blocks and now asks for big ones: give the empty runs
+  // back first, so their memory is reused or returned instead of adding to the peak.
+  if (h->events >= kCollectBeforeHuge) collect(h, false);
   chunks::HugeResult r = chunks::huge_alloc(size, align, false);
   return {r.p, r.is_zero};
 }
@@ -231,8 +241,14 @@ void free_raw(void* p) {
   switch (seg->kind) {
     case SegmentKind::kSmall: {
       Heap* owner = static_cast<Heap*>(seg->owner);
-      if (owner == t_heap) chunks::small_free_local(owner->small, chunks::run_of(p), static_cast<Block*>(p));
-      else free_remote(owner, p);
+      if (owner == t_heap) {
+        RunMeta* r = chunks::run_of(p);
+        bool was_full = r->state == chunks::kRunFull;
+        chunks::small_free_local(owner->small, r, static_cast<Block*>(p));
+        if (was_full) note_event(owner);
+      } else {
+        free_remote(owner, p);
+      }
       return;
     }
     case SegmentKind::kMedium: {

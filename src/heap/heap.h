@@ -23,11 +23,11 @@ struct Heap {
   base::MpscStack remote;  // blocks other threads freed, drained on the slow path
   Heap* pool_next;
   Heap* all_next;
-  uint64_t refills;        // slow-path refills since the last collection
+  uint64_t events;         // refills and full-run frees since the last collection
 
   constexpr explicit Heap(chunks::Block** null_cell)
       : size_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
-        all_next(nullptr), refills(0) {
+        all_next(nullptr), events(0) {
     for (auto& c : size_cell) c = null_cell;
   }
 };

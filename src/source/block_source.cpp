@@ -20,6 +20,11 @@ constinit base::SpinLock g_lock;
 constinit base::IntrusiveList<SegmentHeader> g_segment_cache;
 constinit base::IntrusiveList<SegmentHeader> g_huge_cache;
 constinit size_t g_cached_bytes = 0;
+// Free segments in the cache whose pages are still resident. Beyond kDirtySegmentsKept, a
+// freed segment's pages are given back (MADV_DONTNEED) as it enters the cache: the mapping
+// stays for cheap reuse, the RSS goes.
+constexpr size_t kDirtySegmentsKept = 8;
+constinit size_t g_dirty_segments = 0;
 constinit SourceConfig g_config{size_t{256} << 20, 1000};
 
 std::atomic<std::atomic<uint64_t>*> g_registry{nullptr};
@@ -82,6 +87,7 @@ SegmentHeader* evict_locked(size_t budget, uint64_t max_age_ms, uint64_t now) {
       if (!too_old && g_cached_bytes <= budget) break;
       list->remove(tail);
       g_cached_bytes -= tail->map_size;
+      if (list == &g_segment_cache && !tail->is_zero) --g_dirty_segments;
       tail->next = out;
       out = tail;
       tail = prev;
@@ -151,6 +157,7 @@ void cache_or_unmap(SegmentHeader* seg, base::IntrusiveList<SegmentHeader>& list
     if (seg->map_size <= g_config.cache_max_bytes) {
       seg->cached_at_ms = now;
       if (&list == &g_huge_cache) seg = merge_neighbours_locked(seg);
+      else if (!seg->is_zero) ++g_dirty_segments;
       list.push_front(seg);
       g_cached_bytes += seg->map_size;
       evicted = evict_locked(g_config.cache_max_bytes, g_config.decay_ms, now);
@@ -173,11 +180,14 @@ SegmentHeader* acquire_segment(SegmentKind kind, void* owner) {
   {
     base::LockGuard guard(g_lock);
     seg = g_segment_cache.pop_front();
-    if (seg != nullptr) g_cached_bytes -= seg->map_size;
+    if (seg != nullptr) {
+      g_cached_bytes -= seg->map_size;
+      if (!seg->is_zero) --g_dirty_segments;
+    }
   }
   if (seg != nullptr) {
     std::memset(reinterpret_cast<void*>(segment_base(seg)), 0, kRunTableBytes);
-    init_header(seg, kind, owner, kSegmentSize, false);
+    init_header(seg, kind, owner, kSegmentSize, seg->is_zero);
     return seg;
   }
   os::MapResult m = os::map_aligned(kSegmentSize, kSegmentSize);
@@ -191,7 +201,20 @@ SegmentHeader* acquire_segment(SegmentKind kind, void* owner) {
   return seg;
 }
 
-void release_segment(SegmentHeader* seg) { cache_or_unmap(seg, g_segment_cache); }
+void release_segment(SegmentHeader* seg) {
+  seg->is_zero = false;
+  size_t dirty;
+  {
+    base::LockGuard guard(g_lock);
+    dirty = g_dirty_segments;
+  }
+  if (dirty >= kDirtySegmentsKept && g_config.cache_max_bytes >= kSegmentSize) {
+    uintptr_t base = segment_base(seg);
+    size_t keep = base::align_up(kRunTableBytes + sizeof(SegmentHeader), os::kPageSize);
+    if (os::discard(reinterpret_cast<void*>(base + keep), kSegmentSize - keep)) seg->is_zero = true;
+  }
+  cache_or_unmap(seg, g_segment_cache);
+}
 
 SegmentHeader* acquire_huge(size_t map_size, bool want_zero) {
   map_size = base::align_up(map_size, os::kPageSize);
