@@ -23,7 +23,7 @@ constinit size_t g_cached_bytes = 0;
 // Free segments in the cache whose pages are still resident. Beyond kDirtySegmentsKept, a
 // freed segment's pages are given back (MADV_DONTNEED) as it enters the cache: the mapping
 // stays for cheap reuse, the RSS goes.
-constexpr size_t kDirtySegmentsKept = 8;
+constexpr size_t kDirtySegmentsKept = 2;
 constinit size_t g_dirty_segments = 0;
 constinit SourceConfig g_config{size_t{256} << 20, 1000};
 
