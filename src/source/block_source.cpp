@@ -257,8 +257,11 @@ SegmentHeader* acquire_huge(size_t map_size, bool want_zero) {
     if (want_zero && !zero) {
       // Reuse the address range but drop its pages: they come back as zero on first touch.
       uintptr_t base = segment_base(found);
-      size_t keep = base::align_up(kRunTableBytes + sizeof(SegmentHeader), os::kPageSize);
+      size_t header_end = kRunTableBytes + sizeof(SegmentHeader);
+      size_t keep = base::align_up(header_end, os::kPageSize);
       if (old_size > keep && os::discard(reinterpret_cast<void*>(base + keep), old_size - keep)) {
+        // The page holding the header stays; clear the rest of it (user data may start there).
+        std::memset(reinterpret_cast<void*>(base + header_end), 0, keep - header_end);
         zero = true;
       }
     }
