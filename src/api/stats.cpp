@@ -72,6 +72,12 @@ MPCALLOC_EXPORT long long mpcalloc_option_get(const char* name) {
 }
 
 namespace {
+// With MPCALLOC_VERBOSE=1 the options are printed at load time even if the program never
+// allocates. (Initialisation allocates nothing.)
+__attribute__((constructor)) void verbose_at_load() {
+  if (base::option(base::kOptVerbose) != 0) heap::global_init();
+}
+
 __attribute__((destructor)) void report_at_exit() {
   if (base::option(base::kOptStats) != 0) mpcalloc_stats_print(2, 0);
 }

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# run_preload.sh CASE LIBRARY SOURCE_DIR: runs a real program with and without
+# LD_PRELOAD=LIBRARY and fails if the outputs differ or the preloaded run fails.
+# Exit 77 = skipped (a tool is missing).
+set -uo pipefail
+case_name=$1
+lib=$2
+src=$3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "SKIP: $1 not installed"; exit 77; }; }
+fail() { echo "FAIL: $*"; exit 1; }
+
+# compare NAME CMD...: runs CMD twice (glibc, then mpcalloc) and compares stdout.
+compare() {
+  local name=$1
+  shift
+  "$@" >"$work/$name.glibc" 2>"$work/$name.glibc.err" || fail "$name failed without preload: $(tail -5 "$work/$name.glibc.err")"
+  LD_PRELOAD=$lib "$@" >"$work/$name.mpc" 2>"$work/$name.mpc.err" || fail "$name failed under mpcalloc: $(tail -5 "$work/$name.mpc.err")"
+  if ! cmp -s "$work/$name.glibc" "$work/$name.mpc"; then
+    diff "$work/$name.glibc" "$work/$name.mpc" | head -20
+    fail "$name: output differs under mpcalloc"
+  fi
+  echo "ok: $name ($(wc -l <"$work/$name.mpc") lines identical)"
+}
+
+case $case_name in
+  python)
+    need python3
+    compare python /usr/bin/python3 "$src/churn.py"
+    ;;
+  sqlite)
+    need sqlite3
+    {
+      echo "create table t(id integer primary key, name text, v real);"
+      echo "begin;"
+      echo "with recursive c(x) as (select 1 union all select x+1 from c where x < 100000)"
+      echo "  insert into t select x, 'name' || (x * 7919 % 100000), x * 0.5 from c;"
+      echo "commit;"
+      echo "create index t_name on t(name);"
+      echo "select count(*), sum(v) from t where name like 'name1%';"
+      echo "select name, id from t order by name limit 5;"
+      echo "select count(distinct substr(name, 1, 6)) from t;"
+      echo "delete from t where id % 3 = 0; vacuum;"
+      echo "select count(*), min(id), max(id) from t;"
+    } >q.sql
+    compare sqlite bash -c "rm -f db.sqlite && sqlite3 db.sqlite < q.sql"
+    ;;
+  git)
+    need git
+    export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@e GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@e
+    export GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z"
+    cat >gitjob.sh <<'JOB'
+set -e
+rm -rf repo && git init -q -b main repo && cd repo
+for i in $(seq 1 300); do printf 'file %s\n%s\n' "$i" "$(seq 1 $((i % 50)))" >"f$i.txt"; done
+git add . && git commit -qm first
+for i in $(seq 1 300 | awk 'NR % 7 == 0'); do echo "change" >>"f$i.txt"; done
+git commit -qam second
+git gc -q --aggressive
+git fsck --full 2>&1
+git log --stat --format='%H %s' | md5sum
+git rev-list --all --objects | sort | md5sum
+JOB
+    compare git bash gitjob.sh
+    ;;
+  gxx)
+    need g++
+    compare gxx bash -c "g++ -O2 -o hello '$src/hello.cpp' && ./hello && md5sum <hello.cpp 2>/dev/null; true"
+    # and the binary built under mpcalloc runs the same
+    LD_PRELOAD=$lib g++ -O1 -o hello2 "$src/hello.cpp" || fail "g++ under mpcalloc failed"
+    [ "$(./hello2)" = "$(cat "$work/gxx.glibc" | head -1)" ] || fail "program built under mpcalloc differs"
+    ;;
+  perl)
+    need perl
+    compare perl perl "$src/churn.pl"
+    ;;
+  mpi)
+    need mpicc
+    need mpirun
+    mpicc -O2 -o mpi_ring "$src/mpi_ring.c" || fail "mpicc failed"
+    mpirun_flags=(--allow-run-as-root --oversubscribe -np 2)
+    mpirun "${mpirun_flags[@]}" ./mpi_ring >mpi.glibc 2>mpi.glibc.err || fail "mpirun without preload: $(tail -3 mpi.glibc.err)"
+    mpirun "${mpirun_flags[@]}" -x LD_PRELOAD="$lib" -x MPCALLOC_STATS=1 ./mpi_ring >mpi.mpc 2>mpi.mpc.err ||
+      fail "mpirun under mpcalloc: $(tail -5 mpi.mpc.err)"
+    cmp -s mpi.glibc mpi.mpc || fail "MPI output differs: $(cat mpi.glibc) vs $(cat mpi.mpc)"
+    # Both ranks really ran under mpcalloc: each printed its statistics.
+    ranks=$(grep -c '^mpcalloc: stats' mpi.mpc.err)
+    [ "$ranks" -ge 2 ] || fail "expected mpcalloc stats from 2 ranks, got $ranks"
+    echo "ok: mpi ($(cat mpi.mpc); stats from $ranks ranks)"
+    ;;
+  stats)
+    # The preload really takes effect: the library prints its statistics at exit.
+    out=$(MPCALLOC_STATS=1 LD_PRELOAD=$lib /usr/bin/python3 -c "x = [bytes(5000) for _ in range(1000)]" 2>&1)
+    echo "$out" | grep -q '^mpcalloc:   mapped_bytes = [1-9]' || fail "no mpcalloc stats: $out"
+    out=$(MPCALLOC_VERBOSE=1 LD_PRELOAD=$lib /bin/true 2>&1)
+    echo "$out" | grep -q 'MPCALLOC_CACHE_MAX=' || fail "MPCALLOC_VERBOSE printed nothing: $out"
+    echo "ok: stats and verbose output present"
+    ;;
+  check)
+    # Real programs run clean with every free checked.
+    compare python-checked env MPCALLOC_CHECK=1 /usr/bin/python3 "$src/churn.py"
+    compare perl-checked env MPCALLOC_CHECK=1 perl "$src/churn.pl"
+    ;;
+  *)
+    fail "unknown case $case_name"
+    ;;
+esac
