@@ -126,7 +126,6 @@ Block* small_refill(SmallState& s, unsigned cls) {
       Block* list = local;
       local = nullptr;
       check_in_run(r, list);
-      if (list->next != nullptr) check_in_run(r, list->next);
       return list;
     }
     if (r->bump < r->bump_end) return carve(r);

@@ -15,7 +15,7 @@ namespace mpcalloc::chunks {
 inline constexpr unsigned kRunShift = 16;
 inline constexpr size_t kRunSize = size_t{1} << kRunShift;
 inline constexpr unsigned kRunsPerSegment = source::kSegmentSize / kRunSize;  // run 0: headers
-inline constexpr size_t kCarveBytes = 8192;  // blocks prepared per refill from the bump area
+inline constexpr size_t kCarveBytes = 16384;  // blocks prepared per refill from the bump area
 
 struct Block {
   Block* next;

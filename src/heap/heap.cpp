@@ -390,7 +390,25 @@ size_t check_block(const void* p, const char* call, bool release) {
 // ---------------------------------------------------------------- entry points
 
 void* malloc_slow(size_t size) {
-  Heap* h = current_heap();
+  Heap* h = t_heap;
+  // The common miss: the class list ran dry and the active run has blocks its owner freed.
+  // Swap them in without the general machinery (drains and collections happen when no such
+  // blocks are there, or when other threads have freed blocks to us).
+  if (size <= base::kDirectMax && h->remote.empty() && !g_check) {
+    unsigned cls = base::small_class_of(size);
+    RunMeta* r = h->small.active[cls];
+    if (r != nullptr) {
+      Block*& local = chunks::run_local_free(r);
+      Block* b = local;
+      if (b != nullptr) {
+        local = nullptr;
+        chunks::small_check_block(b);
+        h->class_free[cls] = b->next;
+        return b;
+      }
+    }
+  }
+  h = current_heap();
   void* p = nullptr;
   if (h != nullptr) {
     if (g_check) p = allocate(size, 16, false);
