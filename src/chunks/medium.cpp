@@ -45,10 +45,10 @@ void bin_remove(MediumState& s, Chunk* c) {
 
 // Marks [c, c+size) free with footer, clears the next chunk's kPrevInUse, and bins it.
 void make_free(MediumState& s, Chunk* c, size_t size) {
-  c->head = size | kPrevInUse;  // a free chunk's previous chunk is always in use (merged)
+  set_head(c, size | kPrevInUse);  // a free chunk's previous chunk is always in use (merged)
   Chunk* n = at(c, size);
   n->prev_size = size;
-  n->head &= ~kPrevInUse;
+  set_head(n, head_of(n) & ~kPrevInUse);
   bin_insert(s, c);
 }
 
@@ -90,9 +90,9 @@ Chunk* new_segment(MediumState& s) {
   ++s.segment_count;
   void* base = reinterpret_cast<void*>(source::segment_base(h));
   Chunk* sentinel = at(base, kArenaEnd);
-  sentinel->head = kInUse;  // size 0, never freed: stops merging at the end
+  set_head(sentinel, kInUse);  // size 0, never freed: stops merging at the end
   Chunk* c = at(base, kMediumArenaOffset);
-  c->head = kArenaSize | kPrevInUse;
+  set_head(c, kArenaSize | kPrevInUse);
   sentinel->prev_size = kArenaSize;
   return c;  // free, not binned
 }
@@ -113,11 +113,11 @@ void release_segment_of(MediumState& s, Chunk* c) {
 void trim_tail(MediumState& s, Chunk* c, size_t need) {
   size_t size = chunk_size(c);
   if (size - need < kMinChunk) return;
-  c->head = need | kInUse | (c->head & kPrevInUse);
+  set_head(c, need | kInUse | (head_of(c) & kPrevInUse));
   Chunk* tail = at(c, need);
   size_t tail_size = size - need;
   Chunk* n = at(tail, tail_size);
-  if ((n->head & kInUse) == 0) {
+  if ((head_of(n) & kInUse) == 0) {
     bin_remove(s, n);
     tail_size += chunk_size(n);
   }
@@ -155,13 +155,13 @@ void* medium_alloc(MediumState& s, size_t size, size_t align) {
       size_t total = chunk_size(c);
       Chunk* rest = at(c, lead);
       make_free(s, c, lead);
-      rest->head = total - lead;  // previous (the lead) is free
+      set_head(rest, total - lead);  // previous (the lead) is free
       c = rest;
     }
   }
   size_t size_now = chunk_size(c);
-  c->head = size_now | kInUse | (c->head & kPrevInUse);
-  next_chunk(c)->head |= kPrevInUse;
+  set_head(c, size_now | kInUse | (head_of(c) & kPrevInUse));
+  set_head(next_chunk(c), head_of(next_chunk(c)) | kPrevInUse);
   trim_tail(s, c, need);
   return reinterpret_cast<char*>(c) + kChunkHeader;
 }
@@ -170,17 +170,17 @@ namespace {
 void free_chunk(MediumState& s, Chunk* c) {
   size_t size = chunk_size(c);
   Chunk* n = at(c, size);
-  if ((c->head & kPrevInUse) == 0) {
+  if ((head_of(c) & kPrevInUse) == 0) {
     Chunk* prev = reinterpret_cast<Chunk*>(reinterpret_cast<uintptr_t>(c) - c->prev_size);
     bin_remove(s, prev);
     size += chunk_size(prev);
     c = prev;
   }
-  if ((n->head & kInUse) == 0) {
+  if ((head_of(n) & kInUse) == 0) {
     bin_remove(s, n);
     size += chunk_size(n);
   }
-  c->head = size | kPrevInUse;
+  set_head(c, size | kPrevInUse);
   if (is_whole_arena(c) && s.segment_count > 1) {
     release_segment_of(s, c);
     return;
@@ -228,11 +228,11 @@ bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
     return true;
   }
   Chunk* n = at(c, size);
-  if ((n->head & kInUse) != 0 || size + chunk_size(n) < need) return false;
+  if ((head_of(n) & kInUse) != 0 || size + chunk_size(n) < need) return false;
   bin_remove(s, n);
   size_t total = size + chunk_size(n);
-  c->head = total | kInUse | (c->head & kPrevInUse);
-  at(c, total)->head |= kPrevInUse;
+  set_head(c, total | kInUse | (head_of(c) & kPrevInUse));
+  set_head(at(c, total), head_of(at(c, total)) | kPrevInUse);
   trim_tail(s, c, need);
   return true;
 }
@@ -244,7 +244,7 @@ size_t medium_collect(MediumState& s) {
   while (h != nullptr) {
     source::SegmentHeader* next = h->next;
     Chunk* c = at(reinterpret_cast<void*>(source::segment_base(h)), kMediumArenaOffset);
-    if ((c->head & kInUse) == 0 && is_whole_arena(c)) {
+    if ((head_of(c) & kInUse) == 0 && is_whole_arena(c)) {
       bin_remove(s, c);
       s.segments.remove(h);
       --s.segment_count;
@@ -267,7 +267,7 @@ ChunkStatus medium_classify(const void* p) {
     c = at(c, sz);
   }
   if (reinterpret_cast<uintptr_t>(c) != target) return ChunkStatus::kInterior;
-  return (c->head & kInUse) ? ChunkStatus::kInUse : ChunkStatus::kFree;
+  return (head_of(c) & kInUse) ? ChunkStatus::kInUse : ChunkStatus::kFree;
 }
 
 }  // namespace mpcalloc::chunks

@@ -47,7 +47,13 @@ struct MediumState {
 inline Chunk* chunk_of(const void* p) {
   return reinterpret_cast<Chunk*>(reinterpret_cast<uintptr_t>(p) - kChunkHeader);
 }
-inline size_t chunk_size(const Chunk* c) { return c->head & ~kFlagMask; }
+// Chunk heads are read and written as relaxed atomics: the owner flips the prev-in-use bit
+// of a neighbour's head while another thread may read that (in-use) chunk's size for realloc
+// or a checked free. The size bits never change under such a reader; the atomics make it
+// well-defined (they compile to plain moves).
+inline size_t head_of(const Chunk* c) { return __atomic_load_n(&c->head, __ATOMIC_RELAXED); }
+inline void set_head(Chunk* c, size_t v) { __atomic_store_n(&c->head, v, __ATOMIC_RELAXED); }
+inline size_t chunk_size(const Chunk* c) { return head_of(c) & ~kFlagMask; }
 inline size_t medium_usable(const void* p) { return chunk_size(chunk_of(p)) - kChunkHeader; }
 
 // nullptr when out of memory. `align` is a power of two; > 16 costs a split.

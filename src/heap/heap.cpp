@@ -38,7 +38,10 @@ constexpr size_t kMetaChunk = size_t{1} << 20;
 std::atomic<bool> g_initialized{false};
 std::atomic<bool> g_registered{false};
 constinit base::SpinLock g_init_lock;
-constinit bool g_check = false;
+// Written once at init; read everywhere (also by threads that only free, before any init
+// of theirs), so a relaxed atomic.
+std::atomic<bool> g_check{false};
+inline bool checking() { return g_check.load(std::memory_order_relaxed); }
 pthread_key_t g_key;
 std::atomic<bool> g_key_ok{false};
 
@@ -55,7 +58,7 @@ std::atomic<size_t> g_remote_frees{0};
 // Points the fast-path size cells at the class lists (or at the null cell in check mode).
 void set_size_cells(Heap* h) {
   for (size_t size = 0; size <= base::kDirectMax; ++size) {
-    h->size_cell[size] = g_check ? &g_null_cell : &h->class_free[base::small_class_of(size)];
+    h->size_cell[size] = checking() ? &g_null_cell : &h->class_free[base::small_class_of(size)];
   }
 }
 
@@ -92,7 +95,7 @@ Heap* new_heap() {
   h->small.key = h->small.slow_key;
   h->small.owner = h;
   h->medium.owner = h;
-  h->medium.quick_off = g_check;
+  h->medium.quick_off = checking();
   Heap* head = g_all_heaps.load(std::memory_order_relaxed);
   do {
     h->all_next = head;
@@ -147,7 +150,7 @@ Heap* acquire_heap() {
   if (h == nullptr) h = new_heap();
   if (h == nullptr) return nullptr;
   h->pool_next = nullptr;
-  if (!g_check) chunks::small_set_key(h->small, thread_key());
+  if (!checking()) chunks::small_set_key(h->small, thread_key());
   t_heap = h;
   if (g_key_ok.load(std::memory_order_acquire)) pthread_setspecific(g_key, h);
   return h;
@@ -394,7 +397,7 @@ void* malloc_slow(size_t size) {
   // The common miss: the class list ran dry and the active run has blocks its owner freed.
   // Swap them in without the general machinery (drains and collections happen when no such
   // blocks are there, or when other threads have freed blocks to us).
-  if (size <= base::kDirectMax && h->remote.empty() && !g_check) {
+  if (size <= base::kDirectMax && h->remote.empty() && !checking()) {
     unsigned cls = base::small_class_of(size);
     RunMeta* r = h->small.active[cls];
     if (r != nullptr) {
@@ -411,7 +414,7 @@ void* malloc_slow(size_t size) {
   h = current_heap();
   void* p = nullptr;
   if (h != nullptr) {
-    if (g_check) p = allocate(size, 16, false);
+    if (checking()) p = allocate(size, 16, false);
     else if (size <= base::kSmallMax) p = small_alloc(h, base::small_class_of(size));
     else if (size <= PTRDIFF_MAX) p = alloc_raw(h, size, 16).p;
   }
@@ -425,7 +428,7 @@ void* allocate(size_t size, size_t align, bool zero) {
   Heap* h = current_heap();
   if (h == nullptr) return nullptr;
   if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
-  if (!g_check) return alloc_raw_zeroable(h, size, align, zero);
+  if (!checking()) return alloc_raw_zeroable(h, size, align, zero);
   void* p = alloc_raw_zeroable(h, size + kCheckExtra, align, false);
   if (p == nullptr) return nullptr;
   if (zero) std::memset(p, 0, size);
@@ -435,13 +438,13 @@ void* allocate(size_t size, size_t align, bool zero) {
 
 void deallocate(void* p, const char* call) {
   if (p == nullptr) return;
-  if (g_check) check_block(p, call, true);
+  if (checking()) check_block(p, call, true);
   free_raw(p);
 }
 
 size_t usable_size(const void* p) {
   if (p == nullptr) return 0;
-  if (g_check) return check_block(p, "malloc_usable_size", false);
+  if (checking()) return check_block(p, "malloc_usable_size", false);
   return usable_raw(p);
 }
 
@@ -449,7 +452,7 @@ void* reallocate(void* p, size_t size) {
   if (p == nullptr) return allocate(size, 16, false);
   if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
   size_t old_usable;
-  if (g_check) {
+  if (checking()) {
     old_usable = check_block(p, "realloc", false);
   } else {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
@@ -493,7 +496,7 @@ bool trim() {
   return source::trim_cache() > 0;
 }
 
-bool check_enabled() { return g_check; }
+bool check_enabled() { return checking(); }
 
 HeapStats stats() {
   return {g_heap_count.load(std::memory_order_relaxed), g_remote_frees.load(std::memory_order_relaxed)};
@@ -532,7 +535,7 @@ void global_init() {
     base::LockGuard guard(g_init_lock);
     if (!g_initialized.load(std::memory_order_relaxed)) {
       base::options_load();
-      g_check = base::option(base::kOptCheck) != 0;
+      g_check.store(base::option(base::kOptCheck) != 0, std::memory_order_relaxed);
       source::configure({static_cast<size_t>(base::option(base::kOptCacheMax)),
                          static_cast<uint64_t>(base::option(base::kOptDecayMs))});
       g_initialized.store(true, std::memory_order_release);
