@@ -14,11 +14,11 @@ SmallSegment* small_segment(uintptr_t base) {
   return reinterpret_cast<SmallSegment*>(source::segment_header(base));
 }
 
-// Up to kCarveBytes of blocks from the bump area, as a list.
-Block* carve(RunMeta* r) {
+// Up to `bytes` of blocks from the bump area, as a list ending in `tail`.
+Block* carve(RunMeta* r, size_t bytes, Block* tail) {
   size_t bs = r->block_size;
   size_t n = (static_cast<size_t>(r->bump_end - r->bump)) / bs;
-  size_t want = kCarveBytes / bs;
+  size_t want = bytes / bs;
   if (want == 0) want = 1;
   if (n > want) n = want;
   char* p = r->bump;
@@ -27,7 +27,7 @@ Block* carve(RunMeta* r) {
     reinterpret_cast<Block*>(p)->next = reinterpret_cast<Block*>(p + bs);
     p += bs;
   }
-  reinterpret_cast<Block*>(p)->next = nullptr;
+  reinterpret_cast<Block*>(p)->next = tail;
   r->bump = p + bs;
   return head;
 }
@@ -118,17 +118,21 @@ size_t list_length(const RunMeta* r, const Block* b) {
 
 }  // namespace
 
+Block* small_take_local(RunMeta* r) {
+  Block*& local = run_local_free(r);
+  Block* list = local;
+  if (list == nullptr) return nullptr;
+  local = nullptr;
+  check_in_run(r, list);
+  if (r->bump < r->bump_end) list = carve(r, kCarveBytes, list);
+  return list;
+}
+
 Block* small_refill(SmallState& s, unsigned cls) {
   RunMeta* r = s.active[cls];
   if (r != nullptr) {
-    Block*& local = run_local_free(r);
-    if (local != nullptr) {
-      Block* list = local;
-      local = nullptr;
-      check_in_run(r, list);
-      return list;
-    }
-    if (r->bump < r->bump_end) return carve(r);
+    if (Block* list = small_take_local(r)) return list;
+    if (r->bump < r->bump_end) return carve(r, kCarveBytes, nullptr);
     // Every block is out: frees to it now take the slow path, which puts it back in play.
     r->state = kRunFull;
     run_owner_key(r) = s.slow_key;
@@ -143,7 +147,7 @@ Block* small_refill(SmallState& s, unsigned cls) {
   } else {
     r = new_run(s, cls);
     if (r == nullptr) return nullptr;
-    list = carve(r);
+    list = carve(r, kFirstCarveBytes, nullptr);
   }
   r->state = kRunActive;
   run_owner_key(r) = s.key;

@@ -15,7 +15,11 @@ namespace mpcalloc::chunks {
 inline constexpr unsigned kRunShift = 16;
 inline constexpr size_t kRunSize = size_t{1} << kRunShift;
 inline constexpr unsigned kRunsPerSegment = source::kSegmentSize / kRunSize;  // run 0: headers
-inline constexpr size_t kCarveBytes = 16384;  // blocks prepared per refill from the bump area
+// Blocks are prepared from a run's untouched part progressively: a little for a fresh run (a
+// thread that uses a class lightly touches little memory), then more at each refill, so a
+// hot class's run is soon fully carved and refills become rare.
+inline constexpr size_t kFirstCarveBytes = 4096;
+inline constexpr size_t kCarveBytes = 16384;
 
 struct Block {
   Block* next;
@@ -97,6 +101,9 @@ struct SmallState {
 // A non-empty list of free blocks of class `cls` taken from the active run (made active if
 // needed); nullptr when out of memory. The caller (the heap) caches the list.
 Block* small_refill(SmallState& s, unsigned cls);
+// The common refill: the active run's blocks freed by its owner (plus a fresh batch from the
+// run's untouched part, if any). nullptr when there are none.
+Block* small_take_local(RunMeta* r);
 // Sets the fast-path key of every run that may take fast frees (active and partial runs).
 void small_set_key(SmallState& s, const void* key);
 // A block freed by the owner thread that the fast path did not take (full run, checks on,

@@ -47,6 +47,8 @@ std::atomic<bool> g_key_ok{false};
 
 constinit base::SpinLock g_pool_lock;  // also guards the meta arena
 constinit Heap* g_pool = nullptr;
+constinit size_t g_pool_size = 0;
+constexpr size_t kIdleHeapsKeptWarm = 4;
 constinit char* g_meta_cur = nullptr;
 constinit char* g_meta_end = nullptr;
 std::atomic<Heap*> g_all_heaps{nullptr};
@@ -59,6 +61,11 @@ std::atomic<size_t> g_remote_frees{0};
 void set_size_cells(Heap* h) {
   for (size_t size = 0; size <= base::kDirectMax; ++size) {
     h->size_cell[size] = checking() ? &g_null_cell : &h->class_free[base::small_class_of(size)];
+  }
+  for (size_t i = 0; i <= base::kSmallMax / 256; ++i) {
+    size_t size = i * 256;
+    bool used = size > base::kDirectMax && !checking();
+    h->big_cell[i] = used ? &h->class_free[base::small_class_of(size)] : &g_null_cell;
   }
 }
 
@@ -130,13 +137,21 @@ void collect(Heap* h, bool all) {
 void thread_exit(void* arg) {
   Heap* h = static_cast<Heap*>(arg);
   if (h == nullptr || h == &g_empty_heap) return;
-  collect(h, true);
+  // A heap going to the pool keeps its active runs and cached blocks for the next thread
+  // (threads come and go in bursts); beyond a few idle heaps, it gives back what is free.
+  size_t idle;
+  {
+    base::LockGuard guard(g_pool_lock);
+    idle = g_pool_size;
+  }
+  collect(h, idle >= kIdleHeapsKeptWarm);
   // The thread pointer may be reused by a new thread: no run may match it any more.
   chunks::small_set_key(h->small, h->small.slow_key);
   if (t_heap == h) t_heap = &g_empty_heap;
   base::LockGuard guard(g_pool_lock);
   h->pool_next = g_pool;
   g_pool = h;
+  ++g_pool_size;
 }
 
 Heap* acquire_heap() {
@@ -145,7 +160,10 @@ Heap* acquire_heap() {
   {
     base::LockGuard guard(g_pool_lock);
     h = g_pool;
-    if (h != nullptr) g_pool = h->pool_next;
+    if (h != nullptr) {
+      g_pool = h->pool_next;
+      --g_pool_size;
+    }
   }
   if (h == nullptr) h = new_heap();
   if (h == nullptr) return nullptr;
@@ -397,15 +415,11 @@ void* malloc_slow(size_t size) {
   // The common miss: the class list ran dry and the active run has blocks its owner freed.
   // Swap them in without the general machinery (drains and collections happen when no such
   // blocks are there, or when other threads have freed blocks to us).
-  if (size <= base::kDirectMax && h->remote.empty() && !checking()) {
+  if (size <= base::kSmallMax && h->remote.empty() && !checking()) {
     unsigned cls = base::small_class_of(size);
     RunMeta* r = h->small.active[cls];
     if (r != nullptr) {
-      Block*& local = chunks::run_local_free(r);
-      Block* b = local;
-      if (b != nullptr) {
-        local = nullptr;
-        chunks::small_check_block(b);
+      if (Block* b = chunks::small_take_local(r)) {
         h->class_free[cls] = b->next;
         return b;
       }
@@ -493,6 +507,11 @@ void* reallocate(void* p, size_t size) {
 bool trim() {
   Heap* h = t_heap;
   if (h != &g_empty_heap) collect(h, true);
+  // Idle heaps in the pool belong to no thread: collect them under the pool lock.
+  {
+    base::LockGuard guard(g_pool_lock);
+    for (Heap* p = g_pool; p != nullptr; p = p->pool_next) collect(p, true);
+  }
   return source::trim_cache() > 0;
 }
 

@@ -17,6 +17,8 @@ struct Heap {
   // (one load, no size arithmetic). It points at a cell that always holds nullptr when the
   // heap has no thread (the empty heap) or checks are on, so malloc falls to the slow path.
   chunks::Block** size_cell[base::kDirectMax + 1];
+  // The same for 1 KiB < size <= 8 KiB, by 256-byte steps (classes there are multiples of 256).
+  chunks::Block** big_cell[base::kSmallMax / 256 + 1];
   chunks::Block* class_free[base::kSmallClasses];  // blocks ready for malloc, per class
   chunks::SmallState small;
   chunks::MediumState medium;
@@ -26,9 +28,10 @@ struct Heap {
   uint64_t events;         // refills and full-run frees since the last collection
 
   constexpr explicit Heap(chunks::Block** null_cell)
-      : size_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
+      : size_cell{}, big_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
         all_next(nullptr), events(0) {
     for (auto& c : size_cell) c = null_cell;
+    for (auto& c : big_cell) c = null_cell;
   }
 };
 
@@ -50,13 +53,18 @@ extern __thread Heap* t_heap __attribute__((tls_model("initial-exec")));
 
 [[gnu::always_inline]] inline void* malloc_fast(size_t size) {
   Heap* h = t_heap;
+  chunks::Block** cell;
   if (__builtin_expect(size <= base::kDirectMax, 1)) {
-    chunks::Block** cell = h->size_cell[size];
-    chunks::Block* b = *cell;
-    if (__builtin_expect(b != nullptr, 1)) {
-      *cell = b->next;
-      return b;
-    }
+    cell = h->size_cell[size];
+  } else if (size <= base::kSmallMax) {
+    cell = h->big_cell[(size + 255) >> 8];
+  } else {
+    return malloc_slow(size);
+  }
+  chunks::Block* b = *cell;
+  if (__builtin_expect(b != nullptr, 1)) {
+    *cell = b->next;
+    return b;
   }
   return malloc_slow(size);
 }
