@@ -31,7 +31,7 @@ inline constexpr size_t kFlagMask = 15;
 // request of the class in O(1); the lists are bounded and flushed into the real free lists
 // when full, at collection and at thread exit.
 inline constexpr unsigned kQuickClasses = 8 * 7;  // 8 KiB .. 1 MiB
-inline constexpr size_t kQuickMaxBytes = size_t{4} << 20;  // per heap
+inline constexpr size_t kQuickMaxBytes = size_t{1} << 20;  // per heap
 
 struct MediumState {
   Chunk* bins[kMediumBins];

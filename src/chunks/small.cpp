@@ -124,7 +124,11 @@ Block* small_take_local(RunMeta* r) {
   if (list == nullptr) return nullptr;
   local = nullptr;
   check_in_run(r, list);
-  if (r->bump < r->bump_end) list = carve(r, kCarveBytes, list);
+  // A run in use gets one more batch while it is young; past kCarveBytes it grows only when
+  // its owner has nothing freed to reuse (keeps the touched memory near the live set).
+  if (r->bump < r->bump_end && static_cast<size_t>(r->bump - run_start(r)) < kCarveBytes) {
+    list = carve(r, kCarveBytes, list);
+  }
   return list;
 }
 
