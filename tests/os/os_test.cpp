@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <string>
+#include <sys/mman.h>
 
 #include "os/os_env.h"
 #include "os/os_memory.h"
@@ -111,4 +114,225 @@ TEST(OsEnv, ClockIsMonotonic) {
   uint64_t b = os::now_ms();
   EXPECT_GE(b, a);
   EXPECT_GT(a, 0u);
+}
+
+TEST(OsMemory, MapAlignedIsZeroAndDisjointOverRepeatedCalls) {
+  // Repeated calls exercise both the hint path and the over-map-and-trim path.
+  constexpr size_t kSize = 4 << 20, kAlign = 4 << 20;
+  void* got[6];
+  for (auto& g : got) {
+    os::MapResult m = os::map_aligned(kSize, kAlign);
+    ASSERT_NE(m.addr, nullptr);
+    ASSERT_TRUE(m.is_zero);
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(m.addr) % kAlign, 0u);
+    const auto* c = static_cast<const unsigned char*>(m.addr);
+    for (size_t i = 0; i < kSize; i += 4096) ASSERT_EQ(c[i] | c[i + 4095], 0) << i;
+    std::memset(m.addr, 0x5a, kSize);  // a later mapping must not overlap this one
+    g = m.addr;
+  }
+  for (void* g : got) {
+    const auto* c = static_cast<const unsigned char*>(g);
+    for (size_t i = 0; i < kSize; i += 4096) ASSERT_EQ(c[i], 0x5a);
+  }
+  for (void* g : got) EXPECT_TRUE(os::unmap(g, kSize));
+}
+
+TEST(OsMemory, RemapInPlaceGrowsIntoAFreeRangeKeepingContents) {
+  constexpr size_t kMiB = 1 << 20;
+  auto* p = static_cast<unsigned char*>(os::map(2 * kMiB));
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(os::unmap(p + kMiB, kMiB));  // the range right after p is now free
+  for (size_t i = 0; i < kMiB; ++i) p[i] = static_cast<unsigned char>(i * 31 + 1);
+  uint64_t mremaps = os::counters().mremap_calls;
+  ASSERT_TRUE(os::remap_in_place(p, kMiB, 2 * kMiB));
+  EXPECT_EQ(os::counters().mremap_calls, mremaps + 1);
+  for (size_t i = 0; i < kMiB; ++i) ASSERT_EQ(p[i], static_cast<unsigned char>(i * 31 + 1));
+  for (size_t i = kMiB; i < 2 * kMiB; i += 4096) ASSERT_EQ(p[i], 0);  // new pages are fresh
+  p[2 * kMiB - 1] = 1;  // and writable
+  os::unmap(p, 2 * kMiB);
+}
+
+TEST(OsMemory, RemapInPlaceFailsWhenTheNextRangeIsMapped) {
+  constexpr size_t kMiB = 1 << 20;
+  auto* p = static_cast<unsigned char*>(os::map(2 * kMiB));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 7, 2 * kMiB);
+  // Treat the first half as the block: growing it would need the (mapped) second half.
+  EXPECT_FALSE(os::remap_in_place(p, kMiB, kMiB + 4096));
+  for (size_t i = 0; i < 2 * kMiB; i += 4096) ASSERT_EQ(p[i], 7);  // nothing changed
+  os::unmap(p, 2 * kMiB);
+}
+
+TEST(OsMemory, RemapToMovesPagesAndTheOldRangeIsGone) {
+  constexpr size_t kMiB = 1 << 20;
+  auto* p = static_cast<unsigned char*>(os::map(kMiB));
+  ASSERT_NE(p, nullptr);
+  for (size_t i = 0; i < kMiB; i += 8) std::memcpy(p + i, &i, 8);
+  auto* t = static_cast<unsigned char*>(os::reserve(kMiB));
+  ASSERT_NE(t, nullptr);
+  ASSERT_TRUE(os::remap_to(p, kMiB, kMiB / 2, t));  // move and shrink at once
+  for (size_t i = 0; i < kMiB / 2; i += 8) {
+    size_t v;
+    std::memcpy(&v, t + i, 8);
+    ASSERT_EQ(v, i);
+  }
+  // The old range is no longer mapped: a fixed no-replace mapping there succeeds.
+  void* again = mmap(p, kMiB, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  EXPECT_EQ(again, static_cast<void*>(p));
+  if (again != MAP_FAILED) munmap(again, kMiB);
+  os::unmap(t, kMiB);
+}
+
+TEST(OsMemory, DiscardCountsAndKeepsTheMappingUsable) {
+  auto* p = static_cast<unsigned char*>(os::map(1 << 16));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0xcc, 1 << 16);
+  uint64_t madv = os::counters().madvise_calls;
+  // Only the middle pages: the neighbours keep their contents.
+  ASSERT_TRUE(os::discard(p + 4096, 2 * 4096));
+  EXPECT_EQ(os::counters().madvise_calls, madv + 1);
+  EXPECT_EQ(p[4095], 0xcc);
+  for (size_t i = 4096; i < 3 * 4096; ++i) ASSERT_EQ(p[i], 0) << i;
+  EXPECT_EQ(p[3 * 4096], 0xcc);
+  p[5000] = 1;
+  EXPECT_EQ(p[5000], 1);
+  os::unmap(p, 1 << 16);
+}
+
+TEST(OsMemory, FaultInjectionCountsEveryKindOfCall) {
+  // Countdown 1: the very next call fails, whatever its kind; the one after succeeds.
+  os::fail_after(1);
+  EXPECT_EQ(os::reserve(4096), nullptr);
+  void* r = os::reserve(4096);
+  EXPECT_NE(r, nullptr);
+  os::unmap(r, 4096);
+
+  auto* p = static_cast<unsigned char*>(os::map(2 << 20));
+  ASSERT_NE(p, nullptr);
+  p[0] = 42;
+  os::fail_after(1);
+  EXPECT_FALSE(os::discard(p, 4096));
+  EXPECT_EQ(p[0], 42);  // the failed discard did nothing
+  os::fail_after(1);
+  EXPECT_FALSE(os::remap_in_place(p, 2 << 20, 1 << 20));
+  EXPECT_EQ(p[(1 << 20) + 10], 0);  // still mapped: the shrink did not happen
+  void* t = os::reserve(1 << 20);
+  ASSERT_NE(t, nullptr);
+  os::fail_after(1);
+  EXPECT_FALSE(os::remap_to(p, 1 << 20, 1 << 20, t));
+  EXPECT_EQ(p[0], 42);
+
+  // The countdown spans kinds: map, discard, then the third call (a remap) fails.
+  os::fail_after(3);
+  void* m = os::map(4096);
+  EXPECT_NE(m, nullptr);
+  EXPECT_TRUE(os::discard(p, 4096));
+  EXPECT_FALSE(os::remap_in_place(p, 2 << 20, 1 << 20));
+  EXPECT_TRUE(os::remap_in_place(p, 2 << 20, 1 << 20));  // countdown over
+  // unmap is never failed (it is not part of the countdown).
+  os::fail_after(1);
+  EXPECT_TRUE(os::unmap(m, 4096));
+  EXPECT_EQ(os::map(4096), nullptr);  // ... so the countdown was still armed for this one
+  os::fail_after(0);
+  os::unmap(t, 1 << 20);
+  os::unmap(p, 1 << 20);
+}
+
+TEST(OsMemory, FaultInjectionZeroDisables) {
+  os::fail_after(5);
+  os::fail_after(0);
+  void* v[8];
+  for (auto& x : v) {
+    x = os::map(4096);
+    EXPECT_NE(x, nullptr);
+  }
+  for (void* x : v) os::unmap(x, 4096);
+}
+
+TEST(OsMessage, HexMatchesPercentPForManyValues) {
+  const uintptr_t values[] = {1,           0xf,         0x10,       0xdeadbeef,
+                              0x7fffffffffff, uintptr_t{1} << 63, ~uintptr_t{0}, 0xabcdef0123};
+  for (uintptr_t v : values) {
+    char expect[64];
+    std::snprintf(expect, sizeof expect, "%p", reinterpret_cast<void*>(v));
+    os::Message m;
+    m.hex(v);
+    EXPECT_EQ(std::string(m.data(), m.length()), expect) << v;
+  }
+  char expect[64];
+  std::snprintf(expect, sizeof expect, "%p", static_cast<void*>(nullptr));
+  os::Message z;
+  z.hex(0);
+  EXPECT_EQ(std::string(z.data(), z.length()), expect);
+}
+
+TEST(OsMessage, DecimalMatchesPrintf) {
+  const uint64_t values[] = {0, 9, 10, 99, 100, 4096, 1234567890123ull, ~uint64_t{0}};
+  for (uint64_t v : values) {
+    char expect[32];
+    std::snprintf(expect, sizeof expect, "%llu", static_cast<unsigned long long>(v));
+    os::Message m;
+    m.dec(v);
+    EXPECT_EQ(std::string(m.data(), m.length()), expect);
+  }
+}
+
+TEST(OsMessage, SizeUnitsSwitchAtTenOfTheNextUnit) {
+  auto fmt = [](uint64_t b) {
+    os::Message m;
+    m.size(b);
+    return std::string(m.data(), m.length());
+  };
+  EXPECT_EQ(fmt(0), "0 B");
+  EXPECT_EQ(fmt(10239), "10239 B");
+  EXPECT_EQ(fmt(10240), "10 KiB");
+  EXPECT_EQ(fmt(uint64_t{10} << 20), "10 MiB");
+  EXPECT_EQ(fmt((uint64_t{10} << 20) - 1), "10239 KiB");
+  EXPECT_EQ(fmt(uint64_t{10} << 30), "10 GiB");
+  EXPECT_EQ(fmt(uint64_t{10} << 40), "10 TiB");
+  EXPECT_EQ(fmt(uint64_t{1} << 60), "1048576 TiB");  // TiB is the largest unit
+}
+
+TEST(OsMessage, FullBufferKeepsItsPrefixAndIgnoresMore) {
+  os::Message m;
+  for (int i = 0; i < 60; ++i) m.text("abcdefghij");
+  ASSERT_EQ(m.length(), 512u);
+  size_t len = m.length();
+  m.dec(12345).hex(0xabc).size(1 << 30).text("more");
+  EXPECT_EQ(m.length(), len);
+  for (size_t i = 0; i < len; ++i) ASSERT_EQ(m.data()[i], "abcdefghij"[i % 10]) << i;
+  // A number cut at the boundary keeps its leading digits.
+  os::Message n;
+  for (int i = 0; i < 51; ++i) n.text("0123456789");  // 510 chars
+  n.dec(98765);
+  EXPECT_EQ(n.length(), 512u);
+  EXPECT_EQ(std::string(n.data() + 510, 2), "98");
+}
+
+TEST(OsEnv, EmptyValuesAndValuesWithEquals) {
+  setenv("MPCALLOC_UNIT_EMPTY", "", 1);
+  setenv("MPCALLOC_UNIT_EQ", "a=b=c", 1);
+  ASSERT_NE(os::env_get("MPCALLOC_UNIT_EMPTY"), nullptr);
+  EXPECT_STREQ(os::env_get("MPCALLOC_UNIT_EMPTY"), "");
+  EXPECT_STREQ(os::env_get("MPCALLOC_UNIT_EQ"), "a=b=c");
+  EXPECT_EQ(os::env_get("MPCALLOC_UNIT_E"), nullptr);
+  // Updates are seen (no caching in env_get).
+  setenv("MPCALLOC_UNIT_EQ", "changed", 1);
+  EXPECT_STREQ(os::env_get("MPCALLOC_UNIT_EQ"), "changed");
+  unsetenv("MPCALLOC_UNIT_EMPTY");
+  unsetenv("MPCALLOC_UNIT_EQ");
+  EXPECT_EQ(os::env_get("MPCALLOC_UNIT_EMPTY"), nullptr);
+  EXPECT_STREQ(os::env_get("PATH"), getenv("PATH"));
+}
+
+TEST(OsEnv, ClockNeverGoesBackAndAdvancesAcrossASleep) {
+  uint64_t prev = os::now_ms();
+  for (int i = 0; i < 100000; ++i) {
+    uint64_t t = os::now_ms();
+    ASSERT_GE(t, prev);
+    prev = t;
+  }
+  timespec ts{0, 50 * 1000 * 1000};
+  nanosleep(&ts, nullptr);
+  EXPECT_GT(os::now_ms(), prev);  // only a direction, not a duration
 }
