@@ -1,12 +1,13 @@
 """Checks the include graph of src/: a file in layer L may include only headers of L or of
-layers below it (os < base < source < chunks < heap < api). Exit 1 and list offenders."""
+layers below it (os < base < source < chunks < heap < api). Prints each offending line and
+exits 1 on any violation. `--self-test` checks the checker on a scratch tree."""
 import os
 import re
 import sys
 import tempfile
 
 LAYERS = ["os", "base", "source", "chunks", "heap", "api"]
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z]+)/[^"]+"')
+INCLUDE = re.compile(r'^\s*#\s*include\s*"([A-Za-z0-9_]+)/[^"]+"')
 
 
 def violations(src):
@@ -15,29 +16,40 @@ def violations(src):
         folder = os.path.join(src, layer)
         if not os.path.isdir(folder):
             continue
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    m = INCLUDE.match(line)
-                    if m and m.group(1) in LAYERS and LAYERS.index(m.group(1)) > LAYERS.index(layer):
-                        bad.append(f"{layer}/{name}:{n}: includes {m.group(1)}/ (a higher layer)")
+        for root, _, files in os.walk(folder):
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, src)
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for n, line in enumerate(f, 1):
+                        m = INCLUDE.match(line)
+                        if not m or m.group(1) not in LAYERS:
+                            continue  # system headers, the public include/ tree
+                        if LAYERS.index(m.group(1)) > LAYERS.index(layer):
+                            bad.append(f"{rel}:{n}: {line.strip()}   "
+                                       f"(layer {layer} may not include {m.group(1)}/)")
     return bad
 
 
 def self_test():
     with tempfile.TemporaryDirectory() as d:
-        os.makedirs(os.path.join(d, "os"))
-        os.makedirs(os.path.join(d, "heap"))
+        for layer in ("os", "chunks", "heap"):
+            os.makedirs(os.path.join(d, layer))
         with open(os.path.join(d, "heap", "ok.h"), "w") as f:
-            f.write('#include "os/x.h"\n')
+            f.write('#include "os/x.h"\n#include "heap/y.h"\n#include <atomic>\n'
+                    '#include "mpcalloc/mpcalloc.h"\n')
         if violations(d):
             print("self-test: a legal include was reported")
             return 1
         with open(os.path.join(d, "os", "bad.h"), "w") as f:
-            f.write('#include "heap/heap.h"\n')
-        if len(violations(d)) != 1:
-            print("self-test: an upward include was not reported")
+            f.write('// fine\n#include "heap/heap.h"\n')
+        os.makedirs(os.path.join(d, "chunks", "sub"))
+        with open(os.path.join(d, "chunks", "sub", "bad.cpp"), "w") as f:
+            f.write('  #  include "api/api_common.h"\n')
+        found = violations(d)
+        want = ['os/bad.h:2: #include "heap/heap.h"', 'chunks/sub/bad.cpp:1: #  include "api/']
+        if len(found) != 2 or not all(any(v.startswith(w) for v in found) for w in want):
+            print("self-test: upward includes not reported as expected:", found)
             return 1
     print("self-test: ok")
     return 0
@@ -46,6 +58,9 @@ def self_test():
 if __name__ == "__main__":
     if sys.argv[1:] == ["--self-test"]:
         sys.exit(self_test())
+    if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
+        print("usage: check_layers.py SRC_DIR | --self-test")
+        sys.exit(2)
     found = violations(sys.argv[1])
     for v in found:
         print(v)
