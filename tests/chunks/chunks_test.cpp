@@ -199,3 +199,392 @@ TEST(Huge, OveralignedRegistry) {
   EXPECT_TRUE(huge_free_overaligned(p));
   EXPECT_FALSE(huge_free_overaligned(p));  // gone
 }
+
+TEST(Small, EveryClassRefillsInsideItsRunWithConsistentLookups) {
+  source::configure({256 * kMiB, 60000});  // no decay during the test: cache deltas are exact
+  source::trim_cache();
+  SmallState s = make_small();
+  source::SourceStats s0 = source::stats();
+  std::set<uintptr_t> all;
+  std::vector<Block*> out;
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
+    const size_t bs = base::small_class_size(cls);
+    Block* list = small_refill(s, cls);
+    ASSERT_NE(list, nullptr) << cls;
+    RunMeta* r = s.active[cls];
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->cls, cls);
+    EXPECT_EQ(r->block_size, bs);
+    EXPECT_EQ(r->state, kRunActive);
+    EXPECT_GE(r->index, 1u) << "run 0 holds the headers";
+    EXPECT_EQ(run_capacity(r), kRunSize / bs);
+    const uintptr_t start = reinterpret_cast<uintptr_t>(run_start(r));
+    EXPECT_EQ(start % kRunSize, 0u);
+    auto* seg = source::segment_header(run_segment_base(r));
+    EXPECT_EQ(seg->kind, source::SegmentKind::kSmall);
+    EXPECT_EQ(seg->owner, &g_owner);
+    std::vector<Block*> batch;
+    for (Block* b = list; b != nullptr; b = b->next) batch.push_back(b);
+    for (Block* b : batch) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(b);
+      ASSERT_GE(a, start);
+      ASSERT_LE(a + bs, start + kRunSize);
+      ASSERT_LT(a, reinterpret_cast<uintptr_t>(r->bump));  // carved part only
+      ASSERT_EQ((a - start) % bs, 0u);
+      ASSERT_EQ(a % 16, 0u);
+      if (base::is_pow2(bs)) {
+        ASSERT_EQ(a % bs, 0u) << "power-of-two class " << bs;  // memalign relies on it
+      }
+      ASSERT_EQ(run_of(b), r);
+      ASSERT_EQ(run_index_of(b), r->index);
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(run_table_of(b)), run_segment_base(r));
+      ASSERT_EQ(run_table_of(reinterpret_cast<char*>(b) + bs - 1), run_table_of(b));
+      ASSERT_TRUE(all.insert(a).second) << "block handed out twice";
+      std::memset(b, static_cast<int>(cls), bs);  // blocks of one run do not overlap
+      out.push_back(b);
+    }
+    EXPECT_EQ(batch.size(), std::max<size_t>(1, kFirstCarveBytes / bs)) << cls;
+  }
+  for (Block* b : out) {
+    unsigned cls = run_of(b)->cls;
+    const auto* c = reinterpret_cast<const unsigned char*>(b);
+    ASSERT_EQ(c[base::small_class_size(cls) - 1], cls);
+    ASSERT_EQ(c[8], cls);
+  }
+  // All the classes' runs share one segment (63 runs fit).
+  for (Block* b : out) ASSERT_EQ(source::segment_base_of(b), source::segment_base_of(out[0]));
+  for (Block* b : out) small_free_local(s, run_of(b), b);
+  EXPECT_EQ(small_collect(s, true), base::kSmallClasses);
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) EXPECT_EQ(s.active[cls], nullptr);
+  EXPECT_EQ(s.segments.head, nullptr);  // the emptied segment went back to the source
+  EXPECT_EQ(source::stats().cached_bytes, s0.cached_bytes + source::kSegmentSize);
+}
+
+TEST(Small, TakeLocalReturnsOwnerFreesPlusAFreshBatchWhileYoung) {
+  SmallState s = make_small();
+  unsigned cls = base::small_class_of(64);
+  std::vector<Block*> first;
+  for (Block* b = small_refill(s, cls); b != nullptr; b = b->next) first.push_back(b);
+  ASSERT_EQ(first.size(), kFirstCarveBytes / 64);
+  RunMeta* r = s.active[cls];
+  EXPECT_EQ(small_take_local(r), nullptr);  // nothing freed yet
+  for (int i : {3, 7, 11}) small_free_local(s, r, first[static_cast<size_t>(i)]);
+  std::set<Block*> got;
+  for (Block* b = small_take_local(r); b != nullptr; b = b->next) ASSERT_TRUE(got.insert(b).second);
+  EXPECT_EQ(got.size(), 3 + kCarveBytes / 64);
+  for (int i : {3, 7, 11}) EXPECT_EQ(got.count(first[static_cast<size_t>(i)]), 1u);
+  for (size_t i = 0; i < first.size(); ++i) {
+    if (i != 3 && i != 7 && i != 11) {
+      EXPECT_EQ(got.count(first[i]), 0u) << "live block reissued";
+    }
+  }
+  EXPECT_EQ(run_local_free(r), nullptr);
+  // Blocks not freed keep their run from being released.
+  for (Block* b : got) small_free_local(s, r, b);
+  EXPECT_EQ(small_collect(s, true), 0u);
+  for (size_t i = 0; i < first.size(); ++i) {
+    if (i != 3 && i != 7 && i != 11) small_free_local(s, r, first[i]);
+  }
+  EXPECT_EQ(small_collect(s, true), 1u);
+}
+
+TEST(Small, SetKeyRekeysActiveAndPartialRuns) {
+  SmallState s = make_small();
+  unsigned big = base::small_class_of(8192), tiny = base::small_class_of(16);
+  std::vector<Block*> blocks;
+  RunMeta* full = nullptr;
+  for (;;) {  // fill one 8 KiB run so it becomes full, then partial after a free
+    Block* l = small_refill(s, big);
+    if (full == nullptr) full = s.active[big];
+    if (s.active[big] != full) {
+      blocks.push_back(l);
+      break;
+    }
+    for (; l != nullptr; l = l->next) blocks.push_back(l);
+  }
+  small_free_local(s, full, blocks[0]);
+  ASSERT_EQ(full->state, kRunPartial);
+  Block* t = small_refill(s, tiny);
+  ASSERT_NE(t, nullptr);
+  int other_key;
+  small_set_key(s, &other_key);
+  EXPECT_EQ(s.key, &other_key);
+  EXPECT_EQ(run_owner_key(full), &other_key);
+  EXPECT_EQ(run_owner_key(s.active[big]), &other_key);
+  EXPECT_EQ(run_owner_key(s.active[tiny]), &other_key);
+  small_set_key(s, s.slow_key);
+  EXPECT_EQ(run_owner_key(s.active[tiny]), s.slow_key);
+}
+
+TEST(SmallDeathTest, CheckBlockAcceptsBlocksAndStopsOnCorruptPointers) {
+  SmallState s = make_small();
+  unsigned cls = base::small_class_of(32);
+  Block* list = small_refill(s, cls);
+  ASSERT_NE(list, nullptr);
+  small_check_block(list);  // a valid block passes
+  small_check_block(list->next);
+  int on_stack = 0;
+  EXPECT_DEATH(small_check_block(reinterpret_cast<Block*>(&on_stack)), "corrupted free list");
+  EXPECT_DEATH(small_check_block(reinterpret_cast<Block*>(reinterpret_cast<char*>(list) + 8)),
+               "corrupted free list of run");
+  RunMeta* r = s.active[cls];
+  EXPECT_DEATH(small_check_block(reinterpret_cast<Block*>(r->bump)), "corrupted free list of run");
+}
+
+TEST(Medium, BoundaryTagsMergeWithBothNeighbours) {
+  MediumState m = make_medium();
+  m.quick_off = true;
+  void* a = medium_alloc(m, 20000, 16);
+  void* b = medium_alloc(m, 30000, 16);
+  void* c = medium_alloc(m, 40000, 16);
+  void* d = medium_alloc(m, 20000, 16);  // keeps c from merging with the arena's rest
+  ASSERT_TRUE(a && b && c && d);
+  ASSERT_EQ(static_cast<char*>(a) + medium_usable(a) + kChunkHeader, b);  // carved in order
+  ASSERT_EQ(static_cast<char*>(b) + medium_usable(b) + kChunkHeader, c);
+  size_t total = medium_usable(a) + medium_usable(b) + medium_usable(c) + 3 * kChunkHeader;
+  medium_free(m, a);
+  medium_free(m, c);
+  EXPECT_EQ(medium_classify(a), ChunkStatus::kFree);
+  EXPECT_EQ(medium_classify(b), ChunkStatus::kInUse);
+  EXPECT_EQ(medium_classify(c), ChunkStatus::kFree);
+  medium_free(m, b);  // merges with a (left) and c (right) at once
+  EXPECT_EQ(medium_classify(a), ChunkStatus::kFree);
+  EXPECT_EQ(medium_classify(b), ChunkStatus::kInterior);
+  EXPECT_EQ(medium_classify(c), ChunkStatus::kInterior);
+  EXPECT_EQ(medium_classify(d), ChunkStatus::kInUse);
+  EXPECT_EQ(chunk_size(chunk_of(a)), total);
+  // The merged chunk serves a request that none of the three could.
+  void* e = medium_alloc(m, total - 3 * kChunkHeader - 4096, 16);
+  EXPECT_EQ(e, a);
+  medium_free(m, e);
+  medium_free(m, d);
+  EXPECT_EQ(medium_collect(m), 1u);
+  EXPECT_EQ(m.segment_count, 0u);
+}
+
+TEST(Medium, RandomFreesKeepEveryLiveBlockIntactAndReturnAllSegments) {
+  for (bool quick_off : {true, false}) {
+    MediumState m = make_medium();
+    m.quick_off = quick_off;
+    std::mt19937_64 rng(7 + quick_off);
+    struct B {
+      uint64_t* p;
+      size_t words;
+      uint64_t tag;
+    };
+    std::vector<B> live;
+    auto verify_all = [&] {
+      for (const B& b : live) {
+        ASSERT_EQ(b.p[0], b.tag);
+        ASSERT_EQ(b.p[b.words / 2], b.tag);
+        ASSERT_EQ(b.p[b.words - 1], b.tag);
+      }
+    };
+    for (int i = 0; i < 600; ++i) {
+      size_t n = (rng() % 4 == 0) ? 200000 + rng() % (kMediumMax - 200000) : 8193 + rng() % 60000;
+      auto* p = static_cast<uint64_t*>(medium_alloc(m, n, 16));
+      ASSERT_NE(p, nullptr);
+      ASSERT_GE(medium_usable(p), n);
+      ASSERT_EQ(medium_classify(p), ChunkStatus::kInUse);
+      uint64_t tag = rng() | 1;
+      size_t words = n / 8;
+      for (size_t w = 0; w < words; ++w) p[w] = tag;
+      live.push_back({p, words, tag});
+      if (rng() % 2 == 0) {
+        size_t k = rng() % live.size();
+        medium_free(m, live[k].p);
+        live[k] = live.back();
+        live.pop_back();
+        if (i % 16 == 0) verify_all();
+      }
+    }
+    verify_all();
+    EXPECT_GE(m.segment_count, 2u);  // the test spans several segments
+    std::shuffle(live.begin(), live.end(), rng);
+    while (!live.empty()) {
+      medium_free(m, live.back().p);
+      live.pop_back();
+      if (live.size() % 32 == 0) verify_all();
+    }
+    // Boundary tags alone: every chunk merged, wholly free segments went back except the last.
+    // (With quick lists, chunks waiting there pin their segments until the collection.)
+    if (quick_off) {
+      EXPECT_EQ(m.segment_count, 1u);
+    }
+    medium_collect(m);
+    EXPECT_EQ(m.segment_count, 0u) << "quick_off " << quick_off;
+    EXPECT_EQ(m.quick_bytes, 0u);
+    EXPECT_EQ(m.segments.head, nullptr);
+  }
+}
+
+TEST(Medium, QuickListHandsBackTheSameChunk) {
+  MediumState m = make_medium();
+  void* a = medium_alloc(m, 50000, 16);
+  ASSERT_NE(a, nullptr);
+  medium_free(m, a);
+  EXPECT_GT(m.quick_bytes, 0u);
+  EXPECT_EQ(medium_alloc(m, 50000, 16), a);  // LIFO, same class
+  EXPECT_EQ(m.quick_bytes, 0u);
+  medium_free(m, a);
+  void* other = medium_alloc(m, 20000, 16);  // another class: not the cached chunk
+  EXPECT_NE(other, a);
+  medium_flush_quick(m);
+  EXPECT_EQ(m.quick_bytes, 0u);
+  EXPECT_EQ(medium_classify(a), ChunkStatus::kFree);
+  medium_free(m, other);
+  medium_collect(m);
+  EXPECT_EQ(m.segment_count, 0u);
+}
+
+TEST(Medium, ResizeInPlaceFailsAgainstAnInUseNeighbour) {
+  MediumState m = make_medium();
+  m.quick_off = true;
+  auto* a = static_cast<unsigned char*>(medium_alloc(m, 20000, 16));
+  auto* b = static_cast<unsigned char*>(medium_alloc(m, 20000, 16));
+  ASSERT_TRUE(a && b);
+  std::memset(a, 1, 20000);
+  std::memset(b, 2, 20000);
+  size_t usable = medium_usable(a);
+  EXPECT_FALSE(medium_resize_in_place(m, a, usable + 1));
+  EXPECT_EQ(medium_usable(a), usable);
+  EXPECT_TRUE(medium_resize_in_place(m, a, usable));  // same size: trivially fine
+  for (size_t i = 0; i < 20000; ++i) ASSERT_EQ(b[i], 2);
+  // Shrinking a little (less than a minimal chunk) keeps the size; a lot frees the tail.
+  EXPECT_TRUE(medium_resize_in_place(m, a, usable - 16));
+  EXPECT_EQ(medium_usable(a), usable);
+  EXPECT_TRUE(medium_resize_in_place(m, a, 9000));
+  EXPECT_LT(medium_usable(a), usable);
+  EXPECT_GE(medium_usable(a), 9000u);
+  EXPECT_EQ(medium_classify(a + medium_usable(a) + kChunkHeader), ChunkStatus::kFree);
+  for (size_t i = 0; i < 9000; ++i) ASSERT_EQ(a[i], 1);
+  for (size_t i = 0; i < 20000; ++i) ASSERT_EQ(b[i], 2);
+  // Now it can grow back into its own freed tail.
+  EXPECT_TRUE(medium_resize_in_place(m, a, 19000));
+  for (size_t i = 0; i < 9000; ++i) ASSERT_EQ(a[i], 1);
+  medium_free(m, a);
+  medium_free(m, b);
+  EXPECT_EQ(medium_collect(m), 1u);
+}
+
+TEST(Medium, AlignedAllocationsKeepNeighboursAndMerge) {
+  MediumState m = make_medium();
+  m.quick_off = true;
+  std::vector<std::pair<unsigned char*, size_t>> got;
+  for (size_t align : {size_t{32}, size_t{256}, size_t{4096}, size_t{65536}, size_t{262144}}) {
+    for (size_t size : {size_t{9000}, size_t{70000}}) {
+      auto* p = static_cast<unsigned char*>(medium_alloc(m, size, align));
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u) << align;
+      EXPECT_GE(medium_usable(p), size);
+      EXPECT_EQ(medium_classify(p), ChunkStatus::kInUse);
+      std::memset(p, static_cast<int>(got.size() + 1), size);
+      got.push_back({p, size});
+    }
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].first[0], i + 1);
+    ASSERT_EQ(got[i].first[got[i].second - 1], i + 1);
+  }
+  for (auto& g : got) medium_free(m, g.first);
+  EXPECT_EQ(medium_collect(m), 1u);  // leads and tails all merged back
+}
+
+TEST(Medium, ClassifyOutsideTheArena) {
+  MediumState m = make_medium();
+  void* p = medium_alloc(m, 10000, 16);
+  ASSERT_NE(p, nullptr);
+  uintptr_t base = source::segment_base_of(p);
+  EXPECT_EQ(medium_classify(reinterpret_cast<void*>(base + 100)), ChunkStatus::kOutside);
+  EXPECT_EQ(medium_classify(reinterpret_cast<void*>(base + kMediumArenaOffset)), ChunkStatus::kOutside);
+  EXPECT_EQ(medium_classify(reinterpret_cast<void*>(base + kMediumArenaOffset + kChunkHeader)),
+            ChunkStatus::kInUse);  // the first chunk is p's
+  EXPECT_EQ(p, reinterpret_cast<void*>(base + kMediumArenaOffset + kChunkHeader));
+  // The end of the arena lies inside its last (free) chunk.
+  EXPECT_EQ(medium_classify(reinterpret_cast<void*>(base + source::kSegmentSize - 8)), ChunkStatus::kInterior);
+  // Bigger than a segment's arena: cannot be a medium chunk.
+  EXPECT_EQ(medium_alloc(m, source::kSegmentSize, 16), nullptr);
+  medium_free(m, p);
+  medium_collect(m);
+}
+
+TEST(Huge, AlignmentsAndUsable) {
+  for (size_t align : {size_t{16}, size_t{64}, size_t{4096}, size_t{1} << 20, size_t{2} << 20}) {
+    HugeResult r = huge_alloc(kMediumMax + 12345, align, false);
+    ASSERT_NE(r.p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(r.p) % align, 0u);
+    auto* seg = source::segment_header(source::segment_base_of(r.p));
+    EXPECT_EQ(seg->kind, source::SegmentKind::kHuge);
+    EXPECT_GE(huge_usable(seg), kMediumMax + 12345);
+    // The user block ends exactly at the end of the mapping.
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(r.p) + huge_usable(seg), source::segment_base(seg) + seg->map_size);
+    EXPECT_GE(reinterpret_cast<uintptr_t>(r.p), reinterpret_cast<uintptr_t>(seg) + sizeof(HugeHeader));
+    std::memset(r.p, 1, huge_usable(seg));
+    huge_free(seg);
+  }
+}
+
+TEST(Huge, ResizeShrinksKeepingContents) {
+  HugeResult r = huge_alloc(40 * kMiB, 16, false);
+  ASSERT_NE(r.p, nullptr);
+  auto* seg = source::segment_header(source::segment_base_of(r.p));
+  auto* c = static_cast<unsigned char*>(r.p);
+  for (size_t i = 0; i < 40 * kMiB; i += 4096) c[i] = static_cast<unsigned char>(i >> 12);
+  size_t usable = huge_usable(seg);
+  // Less than half smaller: the mapping stays.
+  ASSERT_EQ(huge_resize(seg, 30 * kMiB), r.p);
+  EXPECT_EQ(huge_usable(seg), usable);
+  // Much smaller: the mapping shrinks in place.
+  ASSERT_EQ(huge_resize(seg, 3 * kMiB), r.p);
+  EXPECT_GE(huge_usable(seg), 3 * kMiB);
+  EXPECT_LT(huge_usable(seg), 4 * kMiB);
+  for (size_t i = 0; i < 3 * kMiB; i += 4096) ASSERT_EQ(c[i], static_cast<unsigned char>(i >> 12));
+  // And grows again with contents kept, wherever it lands.
+  void* q = huge_resize(seg, 45 * kMiB);
+  ASSERT_NE(q, nullptr);
+  auto* seg2 = source::segment_header(source::segment_base_of(q));
+  EXPECT_GE(huge_usable(seg2), 45 * kMiB);
+  c = static_cast<unsigned char*>(q);
+  for (size_t i = 0; i < 3 * kMiB; i += 4096) ASSERT_EQ(c[i], static_cast<unsigned char>(i >> 12));
+  huge_free(seg2);
+}
+
+TEST(Huge, ZeroRequestOnAReusedBlockReadsZero) {
+  source::configure({256 * kMiB, 60000});
+  HugeResult r = huge_alloc(6 * kMiB, 16, false);
+  ASSERT_NE(r.p, nullptr);
+  std::memset(r.p, 0xee, 6 * kMiB);
+  huge_free(source::segment_header(source::segment_base_of(r.p)));
+  HugeResult z = huge_alloc(6 * kMiB, 16, true);
+  ASSERT_NE(z.p, nullptr);
+  EXPECT_EQ(z.p, r.p);  // the cached block came back
+  ASSERT_TRUE(z.is_zero);
+  const auto* c = static_cast<const unsigned char*>(z.p);
+  for (size_t i = 0; i < 6 * kMiB; ++i) ASSERT_EQ(c[i], 0) << i;
+  huge_free(source::segment_header(source::segment_base_of(z.p)));
+}
+
+TEST(Huge, SeveralOveralignedBlocksLiveTogether) {
+  std::vector<std::pair<void*, size_t>> live;
+  for (size_t align : {size_t{4} << 20, size_t{8} << 20, size_t{16} << 20, size_t{4} << 20}) {
+    void* p = huge_alloc_overaligned(align / 2 + 1, align);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u);
+    EXPECT_EQ(huge_usable_overaligned(p), mpcalloc::base::align_up(align / 2 + 1, 4096));
+    std::memset(p, static_cast<int>(live.size() + 1), align / 2 + 1);
+    live.push_back({p, align / 2 + 1});
+  }
+  void* zero = huge_alloc_overaligned(0, size_t{4} << 20);
+  ASSERT_NE(zero, nullptr);
+  EXPECT_EQ(huge_usable_overaligned(zero), 4096u);
+  EXPECT_TRUE(huge_free_overaligned(zero));
+  EXPECT_TRUE(huge_free_overaligned(live[1].first));  // from the middle
+  EXPECT_EQ(huge_usable_overaligned(live[1].first), 0u);
+  for (size_t i : {size_t{0}, size_t{2}, size_t{3}}) {
+    const auto* c = static_cast<const unsigned char*>(live[i].first);
+    EXPECT_EQ(c[0], i + 1);
+    EXPECT_EQ(c[live[i].second - 1], i + 1);
+    EXPECT_EQ(huge_usable_overaligned(live[i].first), mpcalloc::base::align_up(live[i].second, 4096));
+    EXPECT_TRUE(huge_free_overaligned(live[i].first));
+  }
+}
