@@ -1,6 +1,8 @@
 // Layer heap: fast-path reuse, remote frees reclaimed, heap pool, trim.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -108,4 +110,286 @@ TEST(Heap, UsableSizeByKind) {
   heap::deallocate(s, "free");
   heap::deallocate(m, "free");
   heap::deallocate(h, "free");
+}
+
+namespace {
+mpcalloc_stats_t snap() {
+  mpcalloc_stats_t s;
+  mpcalloc_stats_get(&s);
+  return s;
+}
+}  // namespace
+
+TEST(Heap, ApiFreeThenMallocHandsBackARecentBlock) {
+  void* warm = mpcalloc_malloc(80);  // the thread has a heap and an active run for the class
+  void* p = mpcalloc_malloc(80);
+  ASSERT_NE(p, nullptr);
+  mpcalloc_free(p);
+  // The freed block waits in its run's local list until the cached list runs dry, then it is
+  // among the first handed out: well within one run's worth of allocations.
+  std::vector<void*> got;
+  bool back = false;
+  for (int i = 0; i < 1000 && !back; ++i) {
+    void* q = mpcalloc_malloc(80);
+    ASSERT_NE(q, nullptr);
+    back = q == p;
+    got.push_back(q);
+  }
+  EXPECT_TRUE(back);
+  for (void* q : got) mpcalloc_free(q);
+  mpcalloc_free(warm);
+}
+
+TEST(Heap, MediumFreeThenMallocReturnsTheSameBlock) {
+  void* a = mpcalloc_malloc(100000);
+  ASSERT_NE(a, nullptr);
+  mpcalloc_free(a);
+  EXPECT_EQ(mpcalloc_malloc(100000), a);
+  mpcalloc_free(a);
+}
+
+TEST(Heap, RemotelyFreedSmallBlockReturnsToItsOwner) {
+  void* p = mpcalloc_malloc(200);
+  ASSERT_NE(p, nullptr);
+  mpcalloc_stats_t s0 = snap();
+  std::thread([p] { mpcalloc_free(p); }).join();
+  mpcalloc_stats_t s1 = snap();
+  EXPECT_EQ(s1.remote_frees, s0.remote_frees + 1);
+  EXPECT_EQ(s1.heap_count, s0.heap_count);  // a thread that only frees needs no heap
+  // The owner drains its remote list on a slow path and hands the block out again.
+  std::vector<void*> got;
+  bool back = false;
+  for (int i = 0; i < 100000 && !back; ++i) {
+    void* q = mpcalloc_malloc(200);
+    ASSERT_NE(q, nullptr);
+    back = q == p;
+    got.push_back(q);
+  }
+  EXPECT_TRUE(back);
+  for (void* q : got) mpcalloc_free(q);
+}
+
+TEST(Heap, RemotelyFreedMediumBlockIsTheOwnersNextOfItsSize) {
+  void* a = mpcalloc_malloc(60000);
+  ASSERT_NE(a, nullptr);
+  std::memset(a, 1, 60000);
+  mpcalloc_stats_t s0 = snap();
+  std::thread([a] { mpcalloc_free(a); }).join();
+  EXPECT_EQ(snap().remote_frees, s0.remote_frees + 1);
+  EXPECT_EQ(mpcalloc_malloc(60000), a);  // drained before the medium allocation
+  mpcalloc_free(a);
+}
+
+TEST(Heap, NextThreadGetsTheExitedThreadsHeap) {
+  heap::Heap* first = nullptr;
+  heap::Heap* second = nullptr;
+  std::thread([&] {
+    mpcalloc_free(mpcalloc_malloc(32));
+    first = heap::t_heap;
+  }).join();
+  size_t count = snap().heap_count;
+  std::thread([&] {
+    mpcalloc_free(mpcalloc_malloc(32));
+    second = heap::t_heap;
+  }).join();
+  EXPECT_NE(first, &heap::g_empty_heap);
+  EXPECT_EQ(second, first);
+  EXPECT_EQ(snap().heap_count, count);
+  // Two live threads never share a heap.
+  heap::Heap* h[2] = {};
+  std::atomic<int> ready{0};
+  auto body = [&](int i) {
+    mpcalloc_free(mpcalloc_malloc(32));
+    h[i] = heap::t_heap;
+    ready.fetch_add(1);
+    while (ready.load() < 2) std::this_thread::yield();
+  };
+  std::thread a(body, 0), b(body, 1);
+  a.join();
+  b.join();
+  EXPECT_NE(h[0], h[1]);
+  EXPECT_EQ(snap().heap_count, count + 1);
+}
+
+TEST(Heap, BlocksLeftByAnExitedThreadAreFreedAndReused) {
+  constexpr int kN = 1000;
+  std::vector<void*> left(kN);
+  heap::Heap* owner = nullptr;
+  std::thread([&] {
+    for (auto& p : left) {
+      p = mpcalloc_malloc(96);
+      std::memset(p, 0x11, 96);
+    }
+    owner = heap::t_heap;
+  }).join();
+  mpcalloc_stats_t s0 = snap();
+  for (void* p : left) mpcalloc_free(p);  // the owner is gone: its pooled heap receives them
+  EXPECT_EQ(snap().remote_frees, s0.remote_frees + kN);
+  bool reused = false;
+  std::thread([&] {
+    EXPECT_EQ(heap::t_heap, &heap::g_empty_heap);
+    std::vector<void*> got;
+    for (int i = 0; i < 20000 && !reused; ++i) {
+      void* q = mpcalloc_malloc(96);
+      got.push_back(q);
+      reused = std::find(left.begin(), left.end(), q) != left.end();
+    }
+    EXPECT_EQ(heap::t_heap, owner);
+    for (void* q : got) mpcalloc_free(q);
+  }).join();
+  EXPECT_TRUE(reused);
+}
+
+TEST(Heap, ApiTrimReportsAndReturnsMemory) {
+  std::vector<void*> v;
+  for (int i = 0; i < 30000; ++i) v.push_back(mpcalloc_malloc(256));
+  void* m = mpcalloc_malloc(500000);
+  for (void* p : v) mpcalloc_free(p);
+  mpcalloc_free(m);
+  mpcalloc_stats_t s0 = snap();
+  EXPECT_EQ(mpcalloc_malloc_trim(0), 1);
+  mpcalloc_stats_t s1 = snap();
+  EXPECT_LT(s1.mapped_bytes, s0.mapped_bytes);
+  EXPECT_LT(s1.segment_count, s0.segment_count);
+  EXPECT_EQ(s1.cached_bytes, 0u);
+  EXPECT_GT(s1.munmap_calls, s0.munmap_calls);
+  EXPECT_EQ(mpcalloc_malloc_trim(0), 0);  // nothing left to give back
+  // The heap still works after trimming.
+  void* p = mpcalloc_malloc(256);
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 1, 256);
+  mpcalloc_free(p);
+}
+
+TEST(Heap, TrimReachesPooledHeaps) {
+  std::thread([] {
+    std::vector<void*> v;
+    for (int i = 0; i < 20000; ++i) v.push_back(mpcalloc_malloc(512));
+    for (void* p : v) mpcalloc_free(p);
+  }).join();  // the heap goes to the pool with its runs warm
+  mpcalloc_stats_t s0 = snap();
+  mpcalloc_malloc_trim(0);
+  mpcalloc_stats_t s1 = snap();
+  EXPECT_LT(s1.segment_count, s0.segment_count);
+  EXPECT_EQ(s1.cached_bytes, 0u);
+}
+
+TEST(Heap, ReallocateKeepsContentsAcrossKinds) {
+  auto fill = [](void* p, size_t n, unsigned char seed) {
+    auto* c = static_cast<unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) c[i] = static_cast<unsigned char>(seed + i * 7);
+  };
+  auto same = [](const void* p, size_t n, unsigned char seed) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) {
+      if (c[i] != static_cast<unsigned char>(seed + i * 7)) return false;
+    }
+    return true;
+  };
+  void* p = heap::allocate(100, 16, false);
+  ASSERT_NE(p, nullptr);
+  fill(p, 100, 3);
+  EXPECT_EQ(heap::reallocate(p, 60), p);  // same class neighbourhood: in place
+  void* q = heap::reallocate(p, 5000);   // small -> larger class
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(same(q, 60, 3));
+  fill(q, 5000, 9);
+  void* r = heap::reallocate(q, 200000);  // -> medium
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(same(r, 5000, 9));
+  fill(r, 200000, 5);
+  void* s = heap::reallocate(r, 3 << 20);  // -> huge
+  ASSERT_NE(s, nullptr);
+  EXPECT_GE(heap::usable_size(s), size_t{3} << 20);
+  EXPECT_TRUE(same(s, 200000, 5));
+  fill(s, 3 << 20, 1);
+  void* t = heap::reallocate(s, 40 << 20);  // huge grows by mremap
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(same(t, 3 << 20, 1));
+  void* u = heap::reallocate(t, 1000);  // huge -> small: copied
+  ASSERT_NE(u, nullptr);
+  EXPECT_LT(heap::usable_size(u), 2048u);
+  EXPECT_TRUE(same(u, 1000, 1));
+  heap::deallocate(u, "free");
+}
+
+TEST(Heap, MediumReallocGrowsInPlaceIntoAFreeNeighbour) {
+  // A fresh heap (new thread) so the medium arena is laid out predictably: a, then free space.
+  std::thread([] {
+    void* a = heap::allocate(20000, 16, false);
+    ASSERT_NE(a, nullptr);
+    std::memset(a, 4, 20000);
+    void* b = heap::reallocate(a, 300000);
+    EXPECT_EQ(b, a);
+    const auto* c = static_cast<const unsigned char*>(b);
+    for (size_t i = 0; i < 20000; ++i) ASSERT_EQ(c[i], 4);
+    heap::deallocate(b, "free");
+  }).join();
+}
+
+TEST(Heap, ZeroedAllocationsOnDirtyMemoryReadZero) {
+  std::vector<void*> v;
+  for (size_t n : {size_t{48}, size_t{700}, size_t{6000}, size_t{90000}, size_t{3} << 20}) {
+    const int count = n > 100000 ? 6 : 50;
+    for (int i = 0; i < count; ++i) {
+      void* p = heap::allocate(n, 16, false);
+      std::memset(p, 0xff, n);
+      v.push_back(p);
+    }
+    for (void* p : v) heap::deallocate(p, "free");
+    v.clear();
+    for (int i = 0; i < count; ++i) {
+      auto* p = static_cast<unsigned char*>(heap::allocate(n, 16, true));
+      ASSERT_NE(p, nullptr);
+      for (size_t k = 0; k < n; k += (n > 100000 ? 4093 : 1)) ASSERT_EQ(p[k], 0) << n << " @" << k;
+      ASSERT_EQ(p[n - 1], 0);
+      v.push_back(p);
+    }
+    for (void* p : v) heap::deallocate(p, "free");
+    v.clear();
+  }
+}
+
+TEST(Heap, AlignedAllocationsOfEveryKind) {
+  std::vector<void*> v;
+  for (size_t align : {size_t{32}, size_t{64}, size_t{4096}, size_t{65536}, size_t{1} << 21,
+                       size_t{1} << 22, size_t{1} << 23}) {
+    for (size_t size : {size_t{1}, size_t{100}, size_t{5000}, size_t{200000}, size_t{2} << 20}) {
+      void* p = heap::allocate(size, align, false);
+      ASSERT_NE(p, nullptr) << size << " " << align;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u) << size << " " << align;
+      EXPECT_GE(heap::usable_size(p), size);
+      std::memset(p, 0x42, size);
+      v.push_back(p);
+    }
+  }
+  for (void* p : v) {
+    EXPECT_EQ(*static_cast<unsigned char*>(p), 0x42);
+    heap::deallocate(p, "free");
+  }
+}
+
+TEST(Heap, CrossThreadHandoffKeepsContents) {
+  constexpr int kN = 20000;
+  std::vector<unsigned char*> blocks(kN);
+  mpcalloc_stats_t s0 = snap();
+  std::thread producer([&] {
+    for (int i = 0; i < kN; ++i) {
+      size_t n = 16 + static_cast<size_t>(i % 97) * 24;
+      blocks[static_cast<size_t>(i)] = static_cast<unsigned char*>(mpcalloc_malloc(n));
+      std::memset(blocks[static_cast<size_t>(i)], i & 0xff, n);
+    }
+  });
+  producer.join();
+  std::thread consumer([&] {
+    for (int i = 0; i < kN; ++i) {
+      size_t n = 16 + static_cast<size_t>(i % 97) * 24;
+      unsigned char* b = blocks[static_cast<size_t>(i)];
+      ASSERT_EQ(b[0], i & 0xff);
+      ASSERT_EQ(b[n - 1], i & 0xff);
+      mpcalloc_free(b);
+    }
+  });
+  consumer.join();
+  EXPECT_GE(snap().remote_frees - s0.remote_frees, static_cast<size_t>(kN));
 }
