@@ -393,3 +393,21 @@ TEST(Heap, CrossThreadHandoffKeepsContents) {
   consumer.join();
   EXPECT_GE(snap().remote_frees - s0.remote_frees, static_cast<size_t>(kN));
 }
+
+// BUG (chunks/huge.cpp huge_alloc_overaligned): blocks aligned to a segment or more are mapped
+// without going through the source's accounting, so mapped_bytes, huge_count and huge_bytes
+// (and mallinfo2, stats print) leave them out: aligned_alloc(4 MiB, 64 MiB) is invisible.
+TEST(Heap, OveralignedHugeBlocksShowInStats) {
+  GTEST_SKIP() << "known bug: over-aligned huge blocks are not counted in mapped/huge stats";
+  mpcalloc_stats_t s0 = snap();
+  void* p = heap::allocate(size_t{64} << 20, size_t{4} << 20, false);
+  ASSERT_NE(p, nullptr);
+  mpcalloc_stats_t s1 = snap();
+  EXPECT_GE(s1.mapped_bytes - s0.mapped_bytes, size_t{64} << 20);
+  EXPECT_EQ(s1.huge_count, s0.huge_count + 1);
+  EXPECT_GE(s1.huge_bytes - s0.huge_bytes, size_t{64} << 20);
+  heap::deallocate(p, "free");
+  mpcalloc_stats_t s2 = snap();
+  EXPECT_EQ(s2.huge_count, s0.huge_count);
+  EXPECT_EQ(s2.mapped_bytes, s0.mapped_bytes);
+}
