@@ -1,16 +1,25 @@
-/* Misuses the allocator in the way named by argv[1], after printing the address it is about
- * to misuse as "addr=%p". Run with MPCALLOC_CHECK=1 by checks_test. Built with -O0
- * -fno-builtin so every call really happens. */
+/* Misuses the allocator in the way named by argv[1], after printing the pointer it is about to
+ * misuse as "addr=<%p>" on stdout. Run with MPCALLOC_CHECK=1 by checks_test (linked with the
+ * override library, so plain free() is mpcalloc's). "valid" and "valid-threads" use the
+ * allocator correctly and must run clean. Built with -O0 -fno-builtin so every call happens;
+ * misused pointers pass through opaque() so the compiler cannot see (or warn about) them. */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static void* volatile sink;
+static char global_buffer[256];
 
 static void say(const void* p) {
-  printf("addr=%p\n", p);
-  fflush(stdout);
+  char line[64];
+  int n = snprintf(line, sizeof line, "addr=%p\n", p);
+  if (write(1, line, (size_t)n) != n) _exit(3);
 }
 
 static void* opaque(void* p) {
@@ -18,27 +27,115 @@ static void* opaque(void* p) {
   return sink;
 }
 
+static size_t size_for(const char* m) {
+  if (strstr(m, "small") != NULL) return 40;
+  if (strstr(m, "medium") != NULL) return 50000;
+  return (size_t)5 << 20; /* huge */
+}
+
+/* Correct use from several threads, with blocks freed by other threads than their owner. */
+#define VT_THREADS 4
+#define VT_BLOCKS 2000
+static void* handed[VT_THREADS][VT_BLOCKS];
+
+static void* valid_thread(void* arg) {
+  int id = (int)(intptr_t)arg;
+  unsigned seed = (unsigned)id + 1;
+  for (int i = 0; i < VT_BLOCKS; i++) {
+    size_t n = (size_t)(rand_r(&seed) % 3 == 0 ? rand_r(&seed) % 200000 : rand_r(&seed) % 600) + 1;
+    char* p = malloc(n);
+    memset(p, 0x11, malloc_usable_size(p)); /* all of the usable size is the program's */
+    if (i % 4 == 0) {
+      p = realloc(p, n * 2);
+      memset(p, 0x22, n * 2);
+    }
+    handed[id][i] = p;
+  }
+  return NULL;
+}
+
+static int valid(int threads) {
+  for (int i = 0; i < 1000; i++) {
+    char* a = malloc((size_t)i * 97 + 1);
+    memset(a, 1, (size_t)i * 97 + 1);
+    a = realloc(a, (size_t)i * 13 + 1);
+    memset(a, 2, (size_t)i * 13 + 1);
+    free(a);
+  }
+  void* c = calloc(10, 1000);
+  free(c);
+  void* al = NULL;
+  if (posix_memalign(&al, 4096, 3000) != 0) return 1;
+  memset(al, 3, 3000);
+  free(al);
+  al = aligned_alloc(64, 640);
+  memset(al, 4, 640);
+  free(al);
+  char* h = malloc((size_t)9 << 20);
+  memset(h, 5, malloc_usable_size(h));
+  h = realloc(h, (size_t)20 << 20);
+  h = realloc(h, (size_t)3 << 20);
+  free(h);
+  free(NULL);
+  if (threads) {
+    pthread_t t[VT_THREADS];
+    for (int i = 0; i < VT_THREADS; i++) pthread_create(&t[i], NULL, valid_thread, (void*)(intptr_t)i);
+    for (int i = 0; i < VT_THREADS; i++) pthread_join(t[i], NULL);
+    /* Everything freed here, by a thread that owns none of it. */
+    for (int i = 0; i < VT_THREADS; i++)
+      for (int k = 0; k < VT_BLOCKS; k++) free(handed[i][k]);
+  }
+  puts("clean");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* m = argv[1];
-  size_t n = strstr(m, "small") ? 40 : strstr(m, "medium") ? 50000 : (size_t)5 << 20;
+  if (strcmp(m, "valid") == 0) return valid(0);
+  if (strcmp(m, "valid-threads") == 0) return valid(1);
+
+  size_t n = size_for(m);
   char* p = malloc(n);
   memset(p, 1, n);
   int local = 0;
-  if (strncmp(m, "double-", 7) == 0) {
+  if (strcmp(m, "double-calloc") == 0) {
+    char* c = calloc(7, 9);
+    say(c);
+    free(c);
+    free(opaque(c));
+  } else if (strcmp(m, "double-aligned") == 0) {
+    void* a = NULL;
+    if (posix_memalign(&a, 4096, 100) != 0) return 1;
+    say(a);
+    free(a);
+    free(opaque(a));
+  } else if (strcmp(m, "overflow8-small") == 0) {
     say(p);
+    memset(p + n, 0, 8); /* a whole word past the end */
     free(p);
-    free(opaque(p));
-  } else if (strncmp(m, "interior-", 9) == 0) {
-    say(p + 16);
-    free(opaque(p + 16));
-  } else if (strncmp(m, "overflow-", 9) == 0) {
-    say(p);
-    p[n] = 0x5a; /* one byte past the end */
-    free(p);
+  } else if (strcmp(m, "overflow-aligned") == 0) {
+    char* a = aligned_alloc(256, 512);
+    memset(a, 1, 512);
+    say(a);
+    a[512] = 0x5a;
+    free(a);
+  } else if (strcmp(m, "overflow-after-realloc") == 0) {
+    char* q = realloc(p, 30); /* shrunk: the end moved */
+    say(q);
+    memset(q, 2, 31);
+    free(q);
   } else if (strcmp(m, "wild-stack") == 0) {
     say(&local);
     free(opaque(&local));
+  } else if (strcmp(m, "wild-global") == 0) {
+    say(global_buffer + 16);
+    free(opaque(global_buffer + 16));
+  } else if (strcmp(m, "wild-mmap") == 0) { /* memory the allocator never handed out */
+    char* w = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (w == MAP_FAILED) return 1;
+    say(w + 64);
+    free(opaque(w + 64));
   } else if (strcmp(m, "wild-unmapped") == 0) {
     void* w = (void*)(uintptr_t)0x10000000000ull;
     say(w);
@@ -47,18 +144,26 @@ int main(int argc, char** argv) {
     say(p);
     free(p);
     sink = realloc(opaque(p), 100);
-  } else if (strcmp(m, "valid") == 0) {
-    /* Correct use of every kind: must run clean with checks on. */
-    for (int i = 0; i < 1000; i++) {
-      void* a = malloc((size_t)i * 97 + 1);
-      a = realloc(a, (size_t)i * 13 + 1);
-      free(a);
-    }
-    void* c = calloc(10, 1000);
-    free(c);
+  } else if (strcmp(m, "realloc-interior") == 0) {
+    say(p + 8);
+    sink = realloc(opaque(p + 8), 100);
+  } else if (strcmp(m, "realloc-wild") == 0) {
+    say(&local);
+    sink = realloc(opaque(&local), 100);
+  } else if (strncmp(m, "double-", 7) == 0) { /* double-small, double-medium, double-huge */
+    say(p);
     free(p);
-    puts("clean");
-    return 0;
+    free(opaque(p));
+  } else if (strncmp(m, "interior8-", 10) == 0) { /* malloc'd pointer + 8 */
+    say(p + 8);
+    free(opaque(p + 8));
+  } else if (strncmp(m, "interior-", 9) == 0) {
+    say(p + 16);
+    free(opaque(p + 16));
+  } else if (strncmp(m, "overflow-", 9) == 0) {
+    say(p);
+    p[n] = 0x5a; /* one byte past the end */
+    free(p);
   } else {
     return 2;
   }
