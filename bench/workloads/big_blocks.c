@@ -3,7 +3,8 @@
 #include "workload.h"
 
 int main(int argc, char** argv) {
-  int n = (int)(300 * workload_scale(argc, argv));
+  int n = (int)(150 * workload_scale(argc, argv));
+  if (n < 1) n = 1;
   rng_t r = {77};
   long sum = 0;
   for (int i = 0; i < n; i++) {

@@ -21,7 +21,7 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  iters = (long)(4e5 * workload_scale(argc, argv));
+  iters = (long)(2e6 * workload_scale(argc, argv));
   pthread_t t[THREADS];
   for (long i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, worker, (void*)i);
   long total = 0;

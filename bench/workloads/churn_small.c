@@ -11,7 +11,7 @@ typedef struct node {
 } node_t;
 
 int main(int argc, char** argv) {
-  long iters = (long)(6e6 * workload_scale(argc, argv));
+  long iters = (long)(18e6 * workload_scale(argc, argv));
   rng_t r = {0x1234567};
   enum { W = 1024 };
   node_t* window[W] = {0};

@@ -30,7 +30,7 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  rounds_per_thread = (long)(1.5e6 * workload_scale(argc, argv)) / 4;
+  rounds_per_thread = (long)(6e6 * workload_scale(argc, argv)) / 4;
   for (int round = 0; round < 4; round++) {
     pthread_t t[THREADS];
     for (long i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, worker, (void*)i);

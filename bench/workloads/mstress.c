@@ -44,7 +44,7 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  iters = (long)(2e6 * workload_scale(argc, argv));
+  iters = (long)(4e6 * workload_scale(argc, argv));
   pthread_t t[THREADS];
   for (long i = 0; i < THREADS; i++) pthread_create(&t[i], NULL, worker, (void*)i);
   for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);

@@ -5,7 +5,7 @@
 #include "workload.h"
 
 int main(int argc, char** argv) {
-  int strings = (int)(3000 * workload_scale(argc, argv));
+  int strings = (int)(9000 * workload_scale(argc, argv));
   rng_t r = {4242};
   uint64_t h = 1469598103934665603ull;
   for (int s = 0; s < strings; s++) {

@@ -20,7 +20,7 @@ static void* worker(void* arg) {
 }
 
 int main(int argc, char** argv) {
-  int total = (int)(5000 * workload_scale(argc, argv));
+  int total = (int)(20000 * workload_scale(argc, argv));
   long sum = 0;
   for (int i = 0; i < total; i += 4) {
     pthread_t t[4];

@@ -43,7 +43,7 @@ static double walk_free(cell_t* c, long* cells) {
 }
 
 int main(int argc, char** argv) {
-  int rounds = (int)(8 * workload_scale(argc, argv));
+  int rounds = (int)(12 * workload_scale(argc, argv));
   if (rounds < 1) rounds = 1;
   rng_t r = {99};
   long cells_total = 0;
