@@ -554,6 +554,35 @@ TYPED_TEST(Api, AlignedNeighboursKeepTheirPatterns) {
   for (auto& [p, u] : v) F::free(p);
 }
 
+TYPED_TEST(Api, ThousandsOfOveralignedBlocksAtOnce) {
+  using F = TypeParam;
+  // Alignments of a segment (4 MiB) and more take a separate path; glibc serves any number of
+  // them while memory lasts. 5000 small ones are 20 MB of memory.
+  std::vector<void*> v;
+  int failed_at = -1;
+  int failed_errno = 0;
+  for (int i = 0; i < 5000; ++i) {
+    size_t a = (i % 3 == 2) ? 8 * kMiB : 4 * kMiB;
+    errno = 0;
+    void* p = F::aligned_alloc(a, 64);
+    if (p == nullptr) {
+      failed_at = i;
+      failed_errno = errno;
+      break;
+    }
+    EXPECT_TRUE(aligned(p, a));
+    EXPECT_GE(F::usable(p), 64u);
+    std::memset(p, i & 0xff, 64);
+    v.push_back(p);
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    EXPECT_EQ(*static_cast<unsigned char*>(v[i]), i & 0xff);
+    F::free(v[i]);  // freed even after a failure, so later tests start clean
+  }
+  EXPECT_EQ(failed_at, -1) << "aligned_alloc failed at block #" << failed_at << " with errno "
+                           << failed_errno;
+}
+
 TYPED_TEST(Api, VallocAndPvalloc) {
   using F = TypeParam;
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));

@@ -346,3 +346,66 @@ TYPED_TEST(Threads, ThreadChurnWithCrossFrees) {
     F::free(it.p);
   }
 }
+
+TYPED_TEST(Threads, TrimAndStatsRaceWithAllocationAndThreadExit) {
+  using F = TypeParam;
+  // malloc_trim and the stats walk heaps and caches that other threads are using, while
+  // short-lived threads hand their heaps to the pool and blocks cross threads.
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::thread trimmer([&] {
+    while (!stop.load()) {
+      int r = F::trim(0);
+      if (r != 0 && r != 1) ++bad;
+      mpcalloc_stats_t s = stats_now();
+      if (s.heap_count == 0) ++bad;
+      std::this_thread::yield();
+    }
+  });
+  const int rounds = 40 / kWorkDivisor;
+  std::vector<Item> handed;
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<std::thread> ts;
+    std::mutex m;
+    std::vector<Item> next;
+    for (int t = 0; t < 2; ++t) {
+      ts.emplace_back([&, t] {
+        Rng r(static_cast<uint64_t>(round * 2 + t) + 101);
+        std::vector<Item> mine;
+        for (int i = 0; i < 400; ++i) {
+          size_t n = mixed_size(r, static_cast<size_t>(i + 3));
+          void* p = F::malloc(n);
+          if (p == nullptr) {
+            ++bad;
+            continue;
+          }
+          fill_block(p, n, p);
+          mine.push_back({p, n});
+          if (mine.size() > 50) {
+            size_t k = r.below(mine.size());
+            if (!check_block(mine[k].p, mine[k].n, mine[k].p)) ++bad;
+            F::free(mine[k].p);
+            mine[k] = mine.back();
+            mine.pop_back();
+          }
+        }
+        std::lock_guard<std::mutex> g(m);
+        next.insert(next.end(), mine.begin(), mine.end());
+      });
+    }
+    // The previous round's blocks are freed here while this round's threads run.
+    for (const Item& it : handed) {
+      if (!check_block(it.p, it.n, it.p)) ++bad;
+      F::free(it.p);
+    }
+    for (auto& t : ts) t.join();
+    handed = std::move(next);
+  }
+  stop = true;
+  trimmer.join();
+  for (const Item& it : handed) {
+    if (!check_block(it.p, it.n, it.p)) ++bad;
+    F::free(it.p);
+  }
+  EXPECT_EQ(bad.load(), 0);
+}
