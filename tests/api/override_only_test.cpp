@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <malloc.h>
 #include <string>
@@ -130,7 +131,8 @@ TEST(Override, StatsPrintTextAndJson) {
 }
 
 TEST(Override, OptionsByName) {
-  EXPECT_EQ(mpcalloc_option_get("check"), 0);
+  const char* check = getenv("MPCALLOC_CHECK");
+  EXPECT_EQ(mpcalloc_option_get("check"), check != nullptr && std::strcmp(check, "1") == 0 ? 1 : 0);
   EXPECT_GT(mpcalloc_option_get("cache_max"), 0);
   EXPECT_EQ(mpcalloc_option_get("no_such_option"), -1);
   EXPECT_EQ(mpcalloc_option_get(nullptr), -1);
