@@ -469,3 +469,43 @@ TEST(FaultInjection, ConcurrentThreadsSeeFailuresCleanly) {
   });
   EXPECT_EQ(rc, 0);
 }
+
+// A new thread's first allocations (heap creation, first segment) under injected failures:
+// NULL + ENOMEM, no crash, and the thread allocates normally once injection is off.
+TEST(FaultInjection, NewThreadBootstrap) {
+  int rc = in_child([]() -> int {
+    int bad = 0, failed = 0;
+    for (unsigned long n = 1; n <= 16; ++n) {
+      mpcalloc_malloc_trim(0);
+      std::thread t([&bad, &failed, n] {
+        mpcalloc_test_fail_os_after(n);
+        std::vector<std::pair<void*, size_t>> got;
+        for (size_t sz : {size_t{16}, size_t{5000}, size_t{100000}, size_t{3} << 20}) {
+          errno = 0;
+          void* p = mpcalloc_malloc(sz);
+          if (p == nullptr) {
+            ++failed;
+            if (errno != ENOMEM) ++bad;
+            continue;
+          }
+          std::memset(p, 0x5c, sz);
+          got.push_back({p, sz});
+        }
+        mpcalloc_test_fail_os_after(0);
+        for (auto& [p, sz] : got) {
+          const auto* c = static_cast<const unsigned char*>(p);
+          if (c[0] != 0x5c || c[sz - 1] != 0x5c) ++bad;
+          mpcalloc_free(p);
+        }
+        void* q = mpcalloc_malloc(16);
+        if (q == nullptr) ++bad;
+        mpcalloc_free(q);
+      });
+      t.join();
+    }
+    CHILD_CHECK(bad == 0);
+    CHILD_CHECK(failed > 0);  // the injection reached the bootstrap path
+    return 0;
+  });
+  EXPECT_EQ(rc, 0);
+}

@@ -127,6 +127,7 @@ struct PrefixedFace {
   static void* aligned_alloc(size_t a, size_t n) { return mpcalloc_aligned_alloc(a, n); }
   static void* memalign(size_t a, size_t n) { return mpcalloc_memalign(a, n); }
   static size_t usable(void* p) { return mpcalloc_malloc_usable_size(p); }
+  static void trim() { mpcalloc_malloc_trim(0); }
   static void* cxx_new(size_t, size_t) { return nullptr; }
   static void cxx_delete(void*, size_t, size_t) {}
 };
@@ -142,16 +143,26 @@ struct PlainFace {
   static void* aligned_alloc(size_t a, size_t n) { return ::aligned_alloc(a, n); }
   static void* memalign(size_t a, size_t n) { return ::memalign(a, n); }
   static size_t usable(void* p) { return ::malloc_usable_size(p); }
+  static void trim() { ::malloc_trim(0); }
   static void* cxx_new(size_t n, size_t align) {
     if (align <= 16) return ::operator new(n);
     return ::operator new(n, std::align_val_t{align});
   }
   static void cxx_delete(void* p, size_t n, size_t align) {
+#if defined(__cpp_sized_deallocation)
     if (align <= 16) {
       ::operator delete(p, n);
     } else {
       ::operator delete(p, n, std::align_val_t{align});
     }
+#else
+    (void)n;
+    if (align <= 16) {
+      ::operator delete(p);
+    } else {
+      ::operator delete(p, std::align_val_t{align});
+    }
+#endif
   }
 };
 #endif
@@ -363,6 +374,18 @@ struct Worker {
           ++got;
         }
         for (int i = got - 1; i >= 0; --i) release(burst[i]);
+      }
+      if (r.below(5000) == 0) {  // now and then: trim / collect / stats racing the others
+        uint64_t k = r.below(3);
+        if (k == 0) {
+          F::trim();
+        } else if (k == 1) {
+          mpcalloc_collect(0);
+        } else {
+          mpcalloc_stats_t st;
+          mpcalloc_stats_get(&st);
+          if (st.mapped_bytes < st.huge_bytes) report(sh, "stats: mapped below huge bytes", Block{});
+        }
       }
       while (mine.size() > kMaxLive) drop_random();
       if ((it & 1023) == 0) sh.ops.fetch_add(1024, std::memory_order_relaxed);
