@@ -307,6 +307,52 @@ TYPED_TEST(Api, ReallocInPlaceSizesKeepNeighbours) {
   }
 }
 
+TYPED_TEST(Api, ClassBoundarySizesRoundTrip) {
+  using F = TypeParam;
+  // Sizes on each side of every internal boundary: the inline fast path (1 KiB), small
+  // classes (8 KiB), medium chunks (1 MiB) and the segment (4 MiB).
+  std::vector<size_t> sizes;
+  for (size_t b : {size_t{1024}, size_t{8192}, size_t{1} << 20, size_t{4} << 20}) {
+    for (size_t d : {size_t{0}, size_t{1}, size_t{16}, size_t{17}, size_t{4096}}) {
+      if (d < b) sizes.push_back(b - d);
+      sizes.push_back(b + d);
+    }
+  }
+  const void* key = reinterpret_cast<void*>(0x2000);
+  for (size_t from : sizes) {
+    for (size_t to : sizes) {
+      if ((from ^ to) % 7 != 0 && from != to) continue;  // a spread of pairs, not all 1600
+      auto* neighbour = static_cast<unsigned char*>(F::malloc(from));
+      auto* p = static_cast<unsigned char*>(F::malloc(from));
+      ASSERT_NE(p, nullptr) << from << " (then " << to << ") errno " << errno;
+      ASSERT_NE(neighbour, nullptr) << from;
+      size_t un = F::usable(neighbour);
+      fill_block(neighbour, un, neighbour);
+      size_t up = F::usable(p);
+      ASSERT_GE(up, from);
+      fill_block(p, up, key);
+      auto* q = static_cast<unsigned char*>(F::realloc(p, to));
+      ASSERT_NE(q, nullptr) << from << " -> " << to;
+      ASSERT_GE(F::usable(q), to);
+      ASSERT_TRUE(check_prefix(q, from < to ? from : to, up, key)) << from << " -> " << to;
+      fill_block(q, F::usable(q), q);
+      ASSERT_TRUE(check_block(neighbour, un, neighbour)) << from << " -> " << to;
+      F::free(q);
+      F::free(neighbour);
+    }
+    // calloc at this size after dirtying it.
+    void* d = F::malloc(from);
+    ASSERT_NE(d, nullptr);
+    std::memset(d, 0xAA, from);
+    F::free(d);
+    auto* c = static_cast<unsigned char*>(F::calloc(from, 1));
+    ASSERT_NE(c, nullptr);
+    for (size_t k = 0; k < from; k += 7) ASSERT_EQ(c[k], 0) << from << " @" << k;
+    ASSERT_EQ(c[from - 1], 0);
+    F::free(c);
+  }
+}
+
 TYPED_TEST(Api, ReallocGrowsToOneGiBKeepingEnds) {
   using F = TypeParam;
   mpcalloc_stats_t before = stats_now();

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <pthread.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -451,4 +452,53 @@ TYPED_TEST(Threads, RemoteMediumFreesDuringOwnerChurn) {
   F::free(slot.exchange(nullptr));
   for (void* p : live) F::free(p);
   EXPECT_EQ(bad.load(), 0);
+}
+
+namespace {
+template <typename F>
+void late_key_destructor(void* arg) {
+  // Runs after mpcalloc's own thread-exit destructor (keys run in creation order): this
+  // thread's heap has already gone to the pool, and it allocates again.
+  auto* blocks = static_cast<std::vector<Item>*>(arg);
+  for (const Item& it : *blocks) {
+    if (!check_block(it.p, it.n, it.p)) std::abort();
+    F::free(it.p);
+  }
+  for (size_t n : {size_t{24}, size_t{5000}, size_t{200000}, 3 * kMiB}) {
+    void* p = F::malloc(n);
+    if (p == nullptr) std::abort();
+    fill_block(p, n, p);
+    p = F::realloc(p, n * 2);
+    if (p == nullptr) std::abort();
+    F::free(p);
+  }
+  delete blocks;
+}
+}  // namespace
+
+TYPED_TEST(Threads, AllocationInLateThreadDestructors) {
+  using F = TypeParam;
+  pthread_key_t key;
+  ASSERT_EQ(pthread_key_create(&key, late_key_destructor<F>), 0);
+  F::free(F::malloc(1));
+  mpcalloc_stats_t before = stats_now();
+  for (int round = 0; round < 100 / kWorkDivisor; ++round) {
+    std::thread([&] {
+      auto* blocks = new std::vector<Item>;
+      for (size_t n : {size_t{16}, size_t{900}, size_t{30000}}) {
+        void* p = F::malloc(n);
+        if (p == nullptr) return;
+        fill_block(p, n, p);
+        blocks->push_back({p, n});
+      }
+      pthread_setspecific(key, blocks);
+    }).join();
+  }
+  pthread_key_delete(key);
+  // Heaps taken again in a destructor go back to the pool too: sequential threads do not
+  // create a heap each.
+  EXPECT_LE(stats_now().heap_count - before.heap_count, 3u);
+  void* p = F::malloc(100);
+  ASSERT_NE(p, nullptr);
+  F::free(p);
 }
