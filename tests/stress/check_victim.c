@@ -89,6 +89,14 @@ static int valid(int threads) {
   return 0;
 }
 
+static void* free_own_stack(void* arg) {
+  int on_stack = 0;
+  (void)arg;
+  say(&on_stack);
+  free(opaque(&on_stack));
+  return NULL;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* m = argv[1];
@@ -131,6 +139,13 @@ int main(int argc, char** argv) {
   } else if (strcmp(m, "wild-global") == 0) {
     say(global_buffer + 16);
     free(opaque(global_buffer + 16));
+  } else if (strcmp(m, "wild-libc-data") == 0) { /* a FILE inside libc's data */
+    say(stdout);
+    free(opaque(stdout));
+  } else if (strcmp(m, "wild-thread-stack") == 0) {
+    pthread_t t;
+    pthread_create(&t, NULL, free_own_stack, NULL);
+    pthread_join(t, NULL);
   } else if (strcmp(m, "wild-mmap") == 0) { /* memory the allocator never handed out */
     char* w = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (w == MAP_FAILED) return 1;

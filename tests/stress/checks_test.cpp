@@ -165,6 +165,13 @@ TEST(Checks, WildPointersNeverAllocated) {
   expect_report("wild-global", "invalid free");
   expect_report("wild-mmap", "invalid free");
   expect_report("wild-unmapped", "invalid free");
+  expect_report("wild-thread-stack", "invalid free");
+}
+
+// Where the pointer lands relative to mappings depends on address-space randomisation: several
+// runs, each must report.
+TEST(Checks, WildPointerIntoLibcData) {
+  for (int i = 0; i < 6; ++i) expect_report("wild-libc-data", "invalid free");
 }
 
 TEST(Checks, ReallocMisuseNamesRealloc) {
