@@ -89,7 +89,8 @@ JOB
 set -euo pipefail
 sock=$PWD/redis.sock
 rm -f "$sock" redis.log
-env MPCALLOC_STATS=1 redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
+# timeout: the server never outlives a test that ctest killed.
+env MPCALLOC_STATS=1 timeout 120 redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
   --daemonize no --enable-debug-command local --io-threads 2 --lazyfree-lazy-user-del yes \
   --loglevel warning >redis.log 2>&1 &
 pid=$!
