@@ -8,7 +8,7 @@ LD_PRELOAD=<allocator>, for N and 2N, and takes differences so start-up and exit
             LD_PRELOAD (PLT jumps, TLS access and amortised slow paths included)
 and, for mpcalloc, from the library's own symbols:
   malloc    instructions per malloc call inside the library, +1 for the caller's PLT jump
-  free      the same for free
+  free      the same for free (the entry's indirect jump plus free_unchecked)
   hit pair  malloc + free: the pair when both calls take the fast path
 
 Usage: fastpath_budget.py PAIR_LOOP LIBMPCALLOC [--assert] [--peers] [--n N]
@@ -77,7 +77,9 @@ def measure(loop, preload, n, tmp, own=False):
     if own:  # the split by symbol is meaningful only for mpcalloc (peers' malloc calls helpers)
         lib = os.path.basename(preload)
         mal = (lookup(cb, "malloc", lib) - lookup(ca, "malloc", lib)) / n
-        fre = (lookup(cb, "free", lib) - lookup(ca, "free", lib)) / n
+        # free jumps through the checked/unchecked pointer to free_unchecked: both count.
+        fre = sum(lookup(cb, f, lib) - lookup(ca, f, lib)
+                  for f in ("free", "mpcalloc::heap::free_unchecked(void*)")) / n
         if mal > 0 and fre > 0:
             res["malloc"], res["free"] = mal + 1, fre + 1  # +1: the caller's PLT jump
             res["hit"] = res["malloc"] + res["free"]

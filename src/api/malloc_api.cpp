@@ -86,7 +86,7 @@ inline int trim_impl() { return heap::trim() ? 1 : 0; }
 
 // ---- prefixed face: always there ----
 MPCALLOC_EXPORT void* mpcalloc_malloc(size_t size) { return heap::malloc_fast(size); }
-MPCALLOC_EXPORT void mpcalloc_free(void* p) { heap::free_fast(p); }
+MPCALLOC_EXPORT void mpcalloc_free(void* p) { heap::free_entry(p); }
 MPCALLOC_EXPORT void* mpcalloc_calloc(size_t n, size_t s) { return calloc_impl(n, s); }
 MPCALLOC_EXPORT void* mpcalloc_realloc(void* p, size_t s) { return realloc_impl(p, s); }
 MPCALLOC_EXPORT void* mpcalloc_reallocarray(void* p, size_t n, size_t s) { return reallocarray_impl(p, n, s); }
@@ -97,15 +97,15 @@ MPCALLOC_EXPORT void* mpcalloc_valloc(size_t s) { return api::memalign_impl(os::
 MPCALLOC_EXPORT void* mpcalloc_pvalloc(size_t s) { return pvalloc_impl(s); }
 MPCALLOC_EXPORT size_t mpcalloc_malloc_usable_size(void* p) { return heap::usable_size(p); }
 MPCALLOC_EXPORT int mpcalloc_malloc_trim(size_t) { return trim_impl(); }
-MPCALLOC_EXPORT void mpcalloc_free_sized(void* p, size_t) { heap::free_fast(p); }
-MPCALLOC_EXPORT void mpcalloc_free_aligned_sized(void* p, size_t, size_t) { heap::free_fast(p); }
+MPCALLOC_EXPORT void mpcalloc_free_sized(void* p, size_t) { heap::free_entry(p); }
+MPCALLOC_EXPORT void mpcalloc_free_aligned_sized(void* p, size_t, size_t) { heap::free_entry(p); }
 MPCALLOC_EXPORT void mpcalloc_collect(int) { heap::trim(); }
 MPCALLOC_EXPORT void mpcalloc_test_fail_os_after(unsigned long n) { os::fail_after(n); }
 
 #if MPCALLOC_OVERRIDE
 // ---- standard names (LD_PRELOAD / link) ----
 MPCALLOC_EXPORT void* malloc(size_t size) { return heap::malloc_fast(size); }
-MPCALLOC_EXPORT void free(void* p) { heap::free_fast(p); }
+MPCALLOC_EXPORT void free(void* p) { heap::free_entry(p); }
 MPCALLOC_EXPORT void* calloc(size_t n, size_t s) { return calloc_impl(n, s); }
 MPCALLOC_EXPORT void* realloc(void* p, size_t s) { return realloc_impl(p, s); }
 MPCALLOC_EXPORT void* reallocarray(void* p, size_t n, size_t s) { return reallocarray_impl(p, n, s); }
@@ -116,8 +116,8 @@ MPCALLOC_EXPORT void* valloc(size_t s) { return api::memalign_impl(os::kPageSize
 MPCALLOC_EXPORT void* pvalloc(size_t s) { return pvalloc_impl(s); }
 MPCALLOC_EXPORT size_t malloc_usable_size(void* p) { return heap::usable_size(p); }
 MPCALLOC_EXPORT int malloc_trim(size_t) { return trim_impl(); }
-MPCALLOC_EXPORT void free_sized(void* p, size_t) { heap::free_fast(p); }
-MPCALLOC_EXPORT void free_aligned_sized(void* p, size_t, size_t) { heap::free_fast(p); }
+MPCALLOC_EXPORT void free_sized(void* p, size_t) { heap::free_entry(p); }
+MPCALLOC_EXPORT void free_aligned_sized(void* p, size_t, size_t) { heap::free_entry(p); }
 MPCALLOC_EXPORT struct mallinfo2 mallinfo2() { return mallinfo2_impl(); }
 MPCALLOC_EXPORT struct mallinfo mallinfo() {
   struct mallinfo2 m2 = mallinfo2_impl();
@@ -140,7 +140,7 @@ MPCALLOC_EXPORT void malloc_stats() { mpcalloc_stats_print(2, 0); }
 
 // glibc-internal names some programs and libraries call directly.
 MPCALLOC_EXPORT void* __libc_malloc(size_t size) { return heap::malloc_fast(size); }
-MPCALLOC_EXPORT void __libc_free(void* p) { heap::free_fast(p); }
+MPCALLOC_EXPORT void __libc_free(void* p) { heap::free_entry(p); }
 MPCALLOC_EXPORT void* __libc_calloc(size_t n, size_t s) { return calloc_impl(n, s); }
 MPCALLOC_EXPORT void* __libc_realloc(void* p, size_t s) { return realloc_impl(p, s); }
 MPCALLOC_EXPORT void* __libc_memalign(size_t a, size_t s) { return api::memalign_impl(a, s); }

@@ -98,17 +98,17 @@ MPCALLOC_NEW_EXPORT void* operator new[](size_t n, std::align_val_t a, const std
   return new_nothrow_impl(n, static_cast<size_t>(a));
 }
 
-MPCALLOC_NEW_EXPORT void operator delete(void* p) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete[](void* p) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete(void* p, size_t) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete[](void* p, size_t) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete(void* p, std::align_val_t) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { heap::free_fast(p); }
-MPCALLOC_NEW_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { heap::free_fast(p); }
+MPCALLOC_NEW_EXPORT void operator delete(void* p) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete[](void* p) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete(void* p, size_t) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete[](void* p, size_t) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete(void* p, std::align_val_t) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { heap::free_entry(p); }
+MPCALLOC_NEW_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { heap::free_entry(p); }
 
 #endif

@@ -72,11 +72,10 @@ MPCALLOC_EXPORT long long mpcalloc_option_get(const char* name) {
 }
 
 namespace {
-// With MPCALLOC_VERBOSE=1 the options are printed at load time even if the program never
-// allocates. (Initialisation allocates nothing.)
-__attribute__((constructor)) void verbose_at_load() {
-  if (base::option(base::kOptVerbose) != 0) heap::global_init();
-}
+// Options are read at load time, so MPCALLOC_CHECK=1 covers a free that comes before the
+// first malloc, and MPCALLOC_VERBOSE=1 prints even if the program never allocates.
+// (Initialisation allocates nothing itself; its registrations may, after the flag is set.)
+__attribute__((constructor)) void init_at_load() { heap::global_init(); }
 
 __attribute__((destructor)) void report_at_exit() {
   if (base::option(base::kOptStats) != 0) mpcalloc_stats_print(2, 0);

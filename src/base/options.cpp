@@ -28,12 +28,33 @@ constinit bool g_loaded = false;
 
 const OptionDesc& option_desc(unsigned id) { return kOptions[id]; }
 
+namespace {
+constexpr long long kMaxOptionValue = 1ll << 60;  // 1 EiB, 36 million years of milliseconds
+
+// ASCII case-insensitive whole-word match (no libc locale machinery).
+bool same_word(const char* text, const char* word) {
+  for (; *word != '\0'; ++text, ++word) {
+    char c = *text;
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != *word) return false;
+  }
+  return *text == '\0';
+}
+}  // namespace
+
 bool parse_option_value(const char* text, OptionType type, long long* out) {
   if (text == nullptr || *text == '\0') return false;
   if (type == OptionType::kBool) {
-    const char c = *text;
-    if (c == '1' || c == 'y' || c == 'Y' || c == 't' || c == 'T') { *out = 1; return true; }
-    if (c == '0' || c == 'n' || c == 'N' || c == 'f' || c == 'F') { *out = 0; return true; }
+    static constexpr const char* kWords[2][5] = {{"0", "n", "no", "f", "false"},
+                                                 {"1", "y", "yes", "t", "true"}};
+    for (int value = 0; value < 2; ++value) {
+      for (const char* w : kWords[value]) {
+        if (same_word(text, w)) {
+          *out = value;
+          return true;
+        }
+      }
+    }
     return false;
   }
   long long v = 0;
@@ -44,16 +65,25 @@ bool parse_option_value(const char* text, OptionType type, long long* out) {
     v = v * 10 + (*p++ - '0');
   }
   if (type == OptionType::kSize) {
+    unsigned shift = 0;
     switch (*p) {
-      case 'k': case 'K': v <<= 10; ++p; break;
-      case 'm': case 'M': v <<= 20; ++p; break;
-      case 'g': case 'G': v <<= 30; ++p; break;
+      case 'k': case 'K': shift = 10; break;
+      case 'm': case 'M': shift = 20; break;
+      case 'g': case 'G': shift = 30; break;
       default: break;
     }
-    if (*p == 'i' || *p == 'I') ++p;
-    if (*p == 'b' || *p == 'B') ++p;
+    if (shift != 0) {
+      if (v > (__LONG_LONG_MAX__ >> shift)) return false;  // would wrap
+      v <<= shift;
+      ++p;
+      if (*p == 'i' || *p == 'I') ++p;  // KiB, MiB, GiB
+      if (*p == 'b' || *p == 'B') ++p;  // KB, MiB
+    } else if (*p == 'b' || *p == 'B') {
+      ++p;  // plain bytes: "4096B"
+    }
   }
   if (*p != '\0') return false;
+  if (v > kMaxOptionValue) return false;  // absurd (and near wrapping): keep the default
   *out = v;
   return true;
 }

@@ -15,23 +15,54 @@ size_t user_offset_for(size_t align) {
   return base::align_up(kHeaderEnd, align < 64 ? 64 : align);
 }
 
-// Over-aligned blocks: open addressing on the user pointer. Rare (alignment >= 4 MiB).
+// Over-aligned blocks: open addressing on the user pointer, in a table mapped from the OS that
+// doubles (and drops its tombstones) as it fills. Rare (alignment >= 4 MiB); under a lock.
 struct OveralignedEntry {
-  uintptr_t user = 0;  // 0 = empty, 1 = deleted
-  size_t map_size = 0;
+  uintptr_t user;  // 0 = empty, 1 = deleted
+  size_t map_size;
 };
-constexpr size_t kOveralignedSlots = 4096;
+constexpr uintptr_t kDeleted = 1;
+constexpr size_t kFirstSlots = 1024;
 constinit base::SpinLock g_over_lock;
-constinit OveralignedEntry g_over[kOveralignedSlots] = {};
+constinit OveralignedEntry* g_over = nullptr;
+constinit size_t g_over_slots = 0;  // a power of two
+constinit size_t g_over_live = 0;
+constinit size_t g_over_used = 0;  // live + deleted
 
-size_t slot_of(uintptr_t user) { return (user >> source::kSegmentShift) * 0x9E3779B97F4A7C15ull >> 52; }
+size_t slot_of(uintptr_t user, size_t slots) {
+  return static_cast<size_t>((user >> source::kSegmentShift) * 0x9E3779B97F4A7C15ull) & (slots - 1);
+}
 
 OveralignedEntry* over_find(uintptr_t user) {
-  for (size_t i = 0, s = slot_of(user); i < kOveralignedSlots; ++i, s = (s + 1) % kOveralignedSlots) {
+  if (g_over == nullptr) return nullptr;
+  for (size_t i = 0, s = slot_of(user, g_over_slots); i < g_over_slots; ++i, s = (s + 1) & (g_over_slots - 1)) {
     if (g_over[s].user == user) return &g_over[s];
     if (g_over[s].user == 0) return nullptr;
   }
   return nullptr;
+}
+
+void over_place(OveralignedEntry* table, size_t slots, uintptr_t user, size_t map_size) {
+  size_t s = slot_of(user, slots);
+  while (table[s].user > kDeleted) s = (s + 1) & (slots - 1);
+  table[s] = {user, map_size};
+}
+
+// Room for one more entry: at most half the slots in use afterwards. false when out of memory.
+bool over_reserve() {
+  if ((g_over_used + 1) * 2 <= g_over_slots) return true;
+  size_t slots = g_over_slots == 0 ? kFirstSlots : g_over_slots;
+  while ((g_over_live + 1) * 4 > slots) slots *= 2;  // after the rehash: at most a quarter full
+  auto* table = static_cast<OveralignedEntry*>(os::map(slots * sizeof(OveralignedEntry)));
+  if (table == nullptr) return false;
+  for (size_t i = 0; i < g_over_slots; ++i) {
+    if (g_over[i].user > kDeleted) over_place(table, slots, g_over[i].user, g_over[i].map_size);
+  }
+  if (g_over != nullptr) os::unmap(g_over, g_over_slots * sizeof(OveralignedEntry));
+  g_over = table;
+  g_over_slots = slots;
+  g_over_used = g_over_live;
+  return true;
 }
 
 }  // namespace
@@ -71,27 +102,13 @@ void* huge_alloc_overaligned(size_t size, size_t align) {
   size_t map_size = base::align_up(size == 0 ? 1 : size, os::kPageSize);
   if (map_size < size) return nullptr;
   base::LockGuard guard(g_over_lock);
-  OveralignedEntry* slot = nullptr;
-  for (size_t i = 0; i < kOveralignedSlots; ++i) {
-    if (g_over[i].user <= 1) {
-      slot = &g_over[i];
-      break;
-    }
-  }
-  if (slot == nullptr) return nullptr;
-  os::MapResult m = os::map_aligned(map_size, align);
-  if (m.addr == nullptr) return nullptr;
-  // Re-place the entry at its hash slot if that one is free, for fast look-up.
-  uintptr_t user = reinterpret_cast<uintptr_t>(m.addr);
-  for (size_t i = 0, s = slot_of(user); i < kOveralignedSlots; ++i, s = (s + 1) % kOveralignedSlots) {
-    if (g_over[s].user <= 1) {
-      slot = &g_over[s];
-      break;
-    }
-  }
-  slot->user = user;
-  slot->map_size = map_size;
-  return m.addr;
+  if (!over_reserve()) return nullptr;
+  void* p = source::map_overaligned(map_size, align);
+  if (p == nullptr) return nullptr;
+  over_place(g_over, g_over_slots, reinterpret_cast<uintptr_t>(p), map_size);
+  ++g_over_live;
+  ++g_over_used;
+  return p;
 }
 
 bool huge_free_overaligned(void* p) {
@@ -101,10 +118,11 @@ bool huge_free_overaligned(void* p) {
     OveralignedEntry* e = over_find(reinterpret_cast<uintptr_t>(p));
     if (e == nullptr) return false;
     size = e->map_size;
-    e->user = 1;  // deleted: keeps probe chains intact
+    e->user = kDeleted;  // keeps probe chains intact until the next rehash
     e->map_size = 0;
+    --g_over_live;
   }
-  os::unmap(p, size);
+  source::unmap_overaligned(p, size);
   return true;
 }
 

@@ -267,7 +267,8 @@ ChunkStatus medium_classify(const void* p) {
     c = at(c, sz);
   }
   if (reinterpret_cast<uintptr_t>(c) != target) return ChunkStatus::kInterior;
-  return (head_of(c) & kInUse) ? ChunkStatus::kInUse : ChunkStatus::kFree;
+  size_t head = head_of(c);
+  return (head & kInUse) != 0 && (head & kFreePending) == 0 ? ChunkStatus::kInUse : ChunkStatus::kFree;
 }
 
 }  // namespace mpcalloc::chunks

@@ -24,6 +24,9 @@ struct Chunk {
 };
 inline constexpr size_t kInUse = 1;
 inline constexpr size_t kPrevInUse = 2;
+// Checked mode: an in-use chunk whose free was validated (possibly by another thread) and has
+// not reached the free lists yet; a second free of it is a double free.
+inline constexpr size_t kFreePending = 4;
 inline constexpr size_t kFlagMask = 15;
 
 // Requests are rounded to classes (8 per power of two, at most 12.5% waste) so that freed
@@ -67,7 +70,9 @@ void medium_flush_quick(MediumState& s);
 size_t medium_collect(MediumState& s);
 
 enum class ChunkStatus { kInUse, kFree, kInterior, kOutside };
-// For checked frees: walks the segment to classify p (slow, O(chunks in segment)).
+// For checked frees: walks the segment to classify p (slow, O(chunks in segment)). A chunk
+// marked kFreePending counts as free. The caller keeps the owner from changing the segment.
 ChunkStatus medium_classify(const void* p);
+inline void medium_mark_pending(void* p) { set_head(chunk_of(p), head_of(chunk_of(p)) | kFreePending); }
 
 }  // namespace mpcalloc::chunks

@@ -1,6 +1,8 @@
 // Small chunks: run refill, slow frees, collection of empty runs.
 #include "chunks/small.h"
 
+#include <cstring>
+
 #include "base/bits.h"
 #include "os/os_message.h"
 #include "source/block_source.h"
@@ -53,6 +55,8 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
   r->bump = run_start(r);
   r->bump_end = r->bump + (kRunSize / bs) * bs;
   r->next = r->prev = nullptr;
+  // The segment may come dirty from the cache (medium data or an earlier run's bits there).
+  if (s.check_bitmaps) std::memset(run_check_bitmap(r), 0, kCheckBitmapBytes);
   return r;
 }
 

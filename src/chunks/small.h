@@ -96,6 +96,7 @@ struct SmallState {
                         // thread pointer, or slow_key when no thread owns the heap
   const void* slow_key; // owner_key for runs whose frees must take the slow path
   void* owner;          // the heap, recorded in segment headers
+  bool check_bitmaps;   // checked mode: a new run starts with a clear occupancy bitmap
 };
 
 // A non-empty list of free blocks of class `cls` taken from the active run (made active if

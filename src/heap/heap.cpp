@@ -55,6 +55,22 @@ std::atomic<Heap*> g_all_heaps{nullptr};
 std::atomic<size_t> g_heap_count{0};
 std::atomic<size_t> g_remote_frees{0};
 
+// Held around medium-chunk changes in checked mode (see Heap::check_lock); nothing otherwise.
+class CheckGuard {
+ public:
+  explicit CheckGuard(Heap* h) : h_(checking() ? h : nullptr) {
+    if (h_ != nullptr) h_->check_lock.lock();
+  }
+  ~CheckGuard() {
+    if (h_ != nullptr) h_->check_lock.unlock();
+  }
+  CheckGuard(const CheckGuard&) = delete;
+  CheckGuard& operator=(const CheckGuard&) = delete;
+
+ private:
+  Heap* h_;
+};
+
 // ---------------------------------------------------------------- heap life cycle
 
 // Points the fast-path size cells at the class lists (or at the null cell in check mode).
@@ -103,6 +119,7 @@ Heap* new_heap() {
   h->small.owner = h;
   h->medium.owner = h;
   h->medium.quick_off = checking();
+  h->small.check_bitmaps = checking();
   Heap* head = g_all_heaps.load(std::memory_order_relaxed);
   do {
     h->all_next = head;
@@ -120,6 +137,7 @@ void drain_remote(Heap* h) {
     if (seg->kind == SegmentKind::kSmall) {
       chunks::small_free_local(h->small, chunks::run_of(n), reinterpret_cast<Block*>(n));
     } else {
+      CheckGuard guard(h);
       chunks::medium_free(h->medium, n);
     }
     n = next;
@@ -130,7 +148,10 @@ void collect(Heap* h, bool all) {
   drain_remote(h);
   if (all) flush_class_lists(h);
   chunks::small_collect(h->small, all);
-  if (all) chunks::medium_collect(h->medium);
+  if (all) {
+    CheckGuard guard(h);
+    chunks::medium_collect(h->medium);
+  }
   h->events = 0;
 }
 
@@ -225,6 +246,7 @@ Raw alloc_raw(Heap* h, size_t size, size_t align) {
   }
   if (size <= chunks::kMediumMax) {
     drain_remote(h);
+    CheckGuard guard(h);
     return {chunks::medium_alloc(h->medium, size, align), false};
   }
   // A program that freed many small blocks and now asks for big ones: give the empty runs
@@ -274,8 +296,12 @@ void free_raw(void* p) {
     }
     case SegmentKind::kMedium: {
       Heap* owner = static_cast<Heap*>(seg->owner);
-      if (owner == t_heap) chunks::medium_free(owner->medium, p);
-      else free_remote(owner, p);
+      if (owner == t_heap) {
+        CheckGuard guard(owner);
+        chunks::medium_free(owner->medium, p);
+      } else {
+        free_remote(owner, p);
+      }
       return;
     }
     case SegmentKind::kHuge:
@@ -374,7 +400,14 @@ size_t check_block(const void* p, const char* call, bool release) {
         break;
       }
       case SegmentKind::kMedium: {
-        chunks::ChunkStatus st = chunks::medium_classify(p);
+        // The owner may be splitting and merging chunks of this segment right now.
+        Heap* owner = static_cast<Heap*>(seg->owner);
+        chunks::ChunkStatus st;
+        {
+          base::LockGuard guard(owner->check_lock);
+          st = chunks::medium_classify(p);
+          if (st == chunks::ChunkStatus::kInUse && release) chunks::medium_mark_pending(const_cast<void*>(p));
+        }
         if (st == chunks::ChunkStatus::kOutside) report("invalid free", p, nullptr, 0, call);
         if (st == chunks::ChunkStatus::kInterior) report("interior pointer free", p, nullptr, 0, call);
         usable = chunks::medium_usable(p);
@@ -437,6 +470,12 @@ void* malloc_slow(size_t size) {
 }
 
 void free_slow(void* p) { deallocate(p, "free"); }
+
+void free_unchecked(void* p) { free_fast(p); }
+namespace {
+void free_checked(void* p) { deallocate(p, "free"); }
+}  // namespace
+constinit FreeFn g_free = free_unchecked;
 
 void* allocate(size_t size, size_t align, bool zero) {
   Heap* h = current_heap();
@@ -555,6 +594,7 @@ void global_init() {
     if (!g_initialized.load(std::memory_order_relaxed)) {
       base::options_load();
       g_check.store(base::option(base::kOptCheck) != 0, std::memory_order_relaxed);
+      if (checking()) __atomic_store_n(&g_free, &free_checked, __ATOMIC_RELAXED);
       source::configure({static_cast<size_t>(base::option(base::kOptCacheMax)),
                          static_cast<uint64_t>(base::option(base::kOptDecayMs))});
       g_initialized.store(true, std::memory_order_release);

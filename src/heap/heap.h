@@ -7,6 +7,7 @@
 
 #include "base/mpsc_stack.h"
 #include "base/size_classes.h"
+#include "base/spinlock.h"
 #include "chunks/medium.h"
 #include "chunks/small.h"
 
@@ -26,10 +27,13 @@ struct Heap {
   Heap* pool_next;
   Heap* all_next;
   uint64_t events;         // refills and full-run frees since the last collection
+  // Checked mode only: held by the owner around medium-chunk changes and by any thread that
+  // validates a medium pointer of this heap (the validation walks the owner's chunks).
+  base::SpinLock check_lock;
 
   constexpr explicit Heap(chunks::Block** null_cell)
       : size_cell{}, big_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
-        all_next(nullptr), events(0) {
+        all_next(nullptr), events(0), check_lock{} {
     for (auto& c : size_cell) c = null_cell;
     for (auto& c : big_cell) c = null_cell;
   }
@@ -70,25 +74,26 @@ extern __thread Heap* t_heap __attribute__((tls_model("initial-exec")));
 }
 
 // The free fast path, in C++ terms:
-//   if ((p & kSegmentMask) != 0) {          // not null, not an over-aligned huge block
-//     RunTable* t = p & ~kSegmentMask; i = (p >> 16) & 63;
+//   size_t off = p & kSegmentMask;
+//   if (off != 0) {                          // not null, not an over-aligned huge block
+//     RunTable* t = p - off; i = off >> 16;
 //     if (t->owner_key[i] == thread_key()) { p->next = t->local_free[i]; t->local_free[i] = p; return; }
 //   }
 //   free_slow(p);
 // Written in assembly because compilers fold the two table accesses into a shared pointer
-// with an extra add; this form is 14 instructions on the hit path (see docs/ARCHITECTURE.md).
+// with an extra add; the mask doubles as the null test. 13 instructions on the hit path
+// (see docs/ARCHITECTURE.md).
 static_assert(source::kSegmentMask == 0x3fffff && chunks::kRunShift == 16 &&
               chunks::kRunsPerSegment == 64 &&
               offsetof(chunks::RunTable, local_free) == 512);
 [[gnu::always_inline]] inline void free_fast(void* p) {
   __asm__ goto(
-      "test $0x3fffff, %k[p]\n\t"
+      "mov %[p], %%rdx\n\t"
+      "and $0x3fffff, %%edx\n\t"
       "je %l[slow]\n\t"
       "mov %[p], %%rax\n\t"
-      "mov %[p], %%rdx\n\t"
-      "and $-4194304, %%rax\n\t"
-      "shr $16, %%rdx\n\t"
-      "and $63, %%edx\n\t"
+      "sub %%rdx, %%rax\n\t"
+      "shr $16, %%edx\n\t"
       "mov %%fs:0, %%rcx\n\t"
       "cmp %%rcx, (%%rax,%%rdx,8)\n\t"
       "jne %l[slow]\n\t"
@@ -103,6 +108,15 @@ static_assert(source::kSegmentMask == 0x3fffff && chunks::kRunShift == 16 &&
 slow:
   free_slow(p);
 }
+
+// The free behind every entry point: free_fast, or with MPCALLOC_CHECK=1 the checked free,
+// which validates the pointer against the segment registry before reading anything near it
+// (the fast path reads the run table at the pointer's segment base, which a wild pointer may
+// not have). Set once by global_init, before any block exists; one indirect jump.
+using FreeFn = void (*)(void*);
+extern FreeFn g_free __attribute__((visibility("hidden")));
+[[gnu::always_inline]] inline void free_entry(void* p) { g_free(p); }
+void free_unchecked(void* p);
 
 // ---- slow-path entry points used by the api layer ----
 // Allocation of `size` bytes aligned to `align` (power of two); zeroed when `zero`.

@@ -334,6 +334,22 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
   return seg;
 }
 
+void* map_overaligned(size_t map_size, size_t align) {
+  os::MapResult m = os::map_aligned(map_size, align);
+  if (m.addr == nullptr) return nullptr;
+  account_map(map_size);
+  g_huge_count.fetch_add(1, std::memory_order_relaxed);
+  g_huge_bytes.fetch_add(map_size, std::memory_order_relaxed);
+  return m.addr;
+}
+
+void unmap_overaligned(void* p, size_t map_size) {
+  os::unmap(p, map_size);
+  account_unmap(map_size);
+  g_huge_count.fetch_sub(1, std::memory_order_relaxed);
+  g_huge_bytes.fetch_sub(map_size, std::memory_order_relaxed);
+}
+
 bool is_registered(uintptr_t base) {
   std::atomic<uint64_t>* r = g_registry.load(std::memory_order_acquire);
   if (r == nullptr) return false;

@@ -27,6 +27,11 @@ void release_huge(SegmentHeader* seg);
 // failure (the old block is left intact).
 SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size);
 
+// Blocks aligned to kSegmentSize or more, with no header (the chunk layer keeps their sizes):
+// mapped and unmapped here so they count in the stats as huge blocks.
+void* map_overaligned(size_t map_size, size_t align);
+void unmap_overaligned(void* p, size_t map_size);
+
 // Is `base` the base of a live segment or huge block of ours? Safe for any address.
 bool is_registered(uintptr_t base);
 
