@@ -4,6 +4,13 @@
 
 #include <atomic>
 #include <sys/mman.h>
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#include <sanitizer/tsan_interface.h>
+#endif
+#endif
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -58,6 +65,26 @@ inline long sys_mmap(long addr, long len, long prot, long flags) {
 inline long sys_munmap(long addr, long len) { return raw6(SYS_munmap, addr, len, 0, 0, 0, 0); }
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define MPCALLOC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MPCALLOC_TSAN 1
+#endif
+#endif
+#ifdef MPCALLOC_TSAN
+// ThreadSanitizer does not see mremap: the range a block moves away from or shrinks out of
+// keeps its old accesses, and when the kernel hands it out again (to an in-place growth) they
+// look unordered with the new owner's. The kernel orders them; tell TSan so: every call that
+// may unmap releases, every call that may map acquires.
+constinit char g_tsan_kernel;
+inline void kernel_release() { __tsan_release(&g_tsan_kernel); }
+inline void kernel_acquire() { __tsan_acquire(&g_tsan_kernel); }
+#else
+inline void kernel_release() {}
+inline void kernel_acquire() {}
+#endif
+
 }  // namespace
 
 void* map(size_t size, void* hint) {
@@ -65,6 +92,7 @@ void* map(size_t size, void* hint) {
   g_mmap.fetch_add(1, std::memory_order_relaxed);
   long r = sys_mmap(reinterpret_cast<long>(hint), static_cast<long>(size),
                     PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  kernel_acquire();
   return is_error(r) ? nullptr : reinterpret_cast<void*>(r);
 }
 
@@ -73,12 +101,14 @@ void* reserve(size_t size) {
   g_mmap.fetch_add(1, std::memory_order_relaxed);
   long r = sys_mmap(0, static_cast<long>(size), PROT_NONE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  kernel_acquire();
   return is_error(r) ? nullptr : reinterpret_cast<void*>(r);
 }
 
 bool unmap(void* addr, size_t size) {
   if (size == 0) return true;
   g_munmap.fetch_add(1, std::memory_order_relaxed);
+  kernel_release();
   return !is_error(sys_munmap(reinterpret_cast<long>(addr), static_cast<long>(size)));
 }
 
@@ -111,17 +141,21 @@ MapResult map_aligned(size_t size, size_t alignment) {
 bool remap_in_place(void* addr, size_t old_size, size_t new_size) {
   if (injected_failure()) return false;
   g_mremap.fetch_add(1, std::memory_order_relaxed);
+  kernel_release();
   long r = raw6(SYS_mremap, reinterpret_cast<long>(addr), static_cast<long>(old_size),
                 static_cast<long>(new_size), 0, 0, 0);
+  kernel_acquire();
   return !is_error(r);
 }
 
 bool remap_to(void* addr, size_t old_size, size_t new_size, void* target) {
   if (injected_failure()) return false;
   g_mremap.fetch_add(1, std::memory_order_relaxed);
+  kernel_release();
   long r = raw6(SYS_mremap, reinterpret_cast<long>(addr), static_cast<long>(old_size),
                 static_cast<long>(new_size), MREMAP_MAYMOVE | MREMAP_FIXED,
                 reinterpret_cast<long>(target), 0);
+  kernel_acquire();
   return !is_error(r);
 }
 
