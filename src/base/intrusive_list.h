@@ -7,6 +7,7 @@ namespace mpcalloc::base {
 template <typename T>
 struct IntrusiveList {
   T* head = nullptr;
+  T* tail = nullptr;
   constexpr IntrusiveList() = default;
 
   bool empty() const { return head == nullptr; }
@@ -14,12 +15,21 @@ struct IntrusiveList {
     n->prev = nullptr;
     n->next = head;
     if (head != nullptr) head->prev = n;
+    else tail = n;
     head = n;
+  }
+  void push_back(T* n) {
+    n->next = nullptr;
+    n->prev = tail;
+    if (tail != nullptr) tail->next = n;
+    else head = n;
+    tail = n;
   }
   void remove(T* n) {
     if (n->prev != nullptr) n->prev->next = n->next;
     else head = n->next;
     if (n->next != nullptr) n->next->prev = n->prev;
+    else tail = n->prev;
     n->next = n->prev = nullptr;
   }
   T* pop_front() {

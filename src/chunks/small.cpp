@@ -176,9 +176,12 @@ void small_free_local(SmallState& s, RunMeta* r, Block* b) {
   b->next = local;
   local = b;
   if (r->state == kRunFull) {
+    // Back in play, at the end of the queue: refills take the run that has been partial the
+    // longest, so it has gathered the most frees (taking the newest, with its one block, made
+    // every refill yield a single block and the run full again at once).
     r->state = kRunPartial;
     run_owner_key(r) = s.key;
-    s.partial[r->cls].push_front(r);
+    s.partial[r->cls].push_back(r);
   }
 }
 

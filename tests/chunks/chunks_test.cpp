@@ -82,6 +82,43 @@ TEST(Small, FullRunGetsSlowKeyAndComesBackOnFree) {
   EXPECT_EQ(s.partial[cls].head, nullptr);
 }
 
+// Runs that come back into play (a free to a full run) queue in order: a refill takes the
+// one that has been partial the longest, which had the most time to gather frees. (Taking the
+// newest, holding the single block just freed, made refills yield one block each.)
+TEST(Small, RefillTakesTheOldestPartialRunFirst) {
+  SmallState s = make_small();
+  unsigned cls = base::small_class_of(8192);
+  std::vector<RunMeta*> runs;
+  std::vector<std::vector<Block*>> blocks;
+  while (runs.size() < 3) {  // fills three runs; the refill that opens a fourth marks the third full
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    if (runs.empty() || s.active[cls] != runs.back()) {
+      runs.push_back(s.active[cls]);
+      blocks.emplace_back();
+    }
+    for (; l != nullptr; l = l->next) blocks.back().push_back(l);
+  }
+  ASSERT_EQ(runs[0]->state, kRunFull);
+  ASSERT_EQ(runs[1]->state, kRunFull);
+  small_free_local(s, runs[0], blocks[0][0]);  // run 0 back in play first, one block
+  small_free_local(s, runs[1], blocks[1][0]);  // then run 1, one block
+  small_free_local(s, runs[0], blocks[0][1]);  // run 0 gathers a second one
+  EXPECT_EQ(s.partial[cls].head, runs[0]);
+  EXPECT_EQ(s.partial[cls].tail, runs[1]);
+  // Exhaust the active (third) run, then refill: run 0 comes first, with both its blocks.
+  while (s.active[cls] == runs[2]) {
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    if (s.active[cls] == runs[2]) continue;
+    EXPECT_EQ(s.active[cls], runs[0]);
+    size_t n = 0;
+    for (; l != nullptr; l = l->next) ++n;
+    EXPECT_EQ(n, 2u);
+  }
+  EXPECT_EQ(s.partial[cls].head, runs[1]);
+}
+
 TEST(Medium, ManySizesNeighboursIntactAndEverythingReturns) {
   MediumState m = make_medium();
   std::mt19937_64 rng(42);
