@@ -74,6 +74,7 @@ HugeResult huge_alloc(size_t size, size_t align, bool want_zero) {
   source::SegmentHeader* seg = source::acquire_huge(map_size, want_zero);
   if (seg == nullptr) return {nullptr, false};
   reinterpret_cast<HugeHeader*>(seg)->user_offset = off;
+  reinterpret_cast<HugeHeader*>(seg)->requested = size;
   return {reinterpret_cast<void*>(source::segment_base(seg) + off), seg->is_zero};
 }
 
@@ -84,17 +85,25 @@ size_t huge_usable(const source::SegmentHeader* seg) {
 }
 
 void* huge_resize(source::SegmentHeader* seg, size_t new_size) {
-  size_t off = reinterpret_cast<HugeHeader*>(seg)->user_offset;
+  HugeHeader* hh = reinterpret_cast<HugeHeader*>(seg);
+  size_t off = hh->user_offset;
   size_t map_size = base::align_up(off + new_size, os::kPageSize);
   if (map_size < new_size) return nullptr;
-  // Shrinking by less than half keeps the mapping: no syscall, room to grow back.
-  if (map_size <= seg->map_size && map_size >= seg->map_size / 2) {
-    return reinterpret_cast<void*>(source::segment_base(seg) + off);
+  if (map_size <= seg->map_size) {
+    // Room in the mapping. A growth (the block may have come from the cache larger than asked,
+    // or have headroom) stays put; so does shrinking by less than half: no syscall, room to
+    // grow back. Only a real shrink to under half gives the tail back.
+    bool growth = new_size >= hh->requested;
+    if (growth || map_size >= seg->map_size / 2) {
+      hh->requested = new_size;
+      return reinterpret_cast<void*>(source::segment_base(seg) + off);
+    }
   }
   // Growing: leave headroom (1/8) so a sequence of small growths does few mremaps.
   if (map_size > seg->map_size) map_size = base::align_up(map_size + map_size / 8, os::kPageSize);
   source::SegmentHeader* moved = source::resize_huge(seg, map_size);
   if (moved == nullptr) return nullptr;
+  reinterpret_cast<HugeHeader*>(moved)->requested = new_size;
   return reinterpret_cast<void*>(source::segment_base(moved) + off);
 }
 

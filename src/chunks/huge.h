@@ -12,6 +12,7 @@ namespace mpcalloc::chunks {
 struct HugeHeader {
   source::SegmentHeader h;
   size_t user_offset;  // user pointer = segment base + user_offset
+  size_t requested;    // the size last asked for (alloc or resize): tells a shrink from a growth
 };
 
 struct HugeResult {

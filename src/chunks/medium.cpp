@@ -224,7 +224,9 @@ bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
   size_t need = base::align_up(new_size + kChunkHeader, 16);
   if (need < kMinChunk) need = kMinChunk;
   if (need <= size) {
-    trim_tail(s, c, need);
+    // A shrink by less than 1/8 keeps its slack: the headroom a growing buffer got below
+    // survives its next appends.
+    if (size - need >= size / 8) trim_tail(s, c, need);
     return true;
   }
   Chunk* n = at(c, size);
@@ -233,7 +235,10 @@ bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
   size_t total = size + chunk_size(n);
   set_head(c, total | kInUse | (head_of(c) & kPrevInUse));
   set_head(at(c, total), head_of(at(c, total)) | kPrevInUse);
-  trim_tail(s, c, need);
+  // Growing in place takes 1/8 headroom when the neighbour has it, so a buffer grown by small
+  // appends merges with its neighbour once per 1/8 of growth, not at every call.
+  size_t want = base::align_up(need + need / 8, 16);
+  trim_tail(s, c, want < total ? want : total);
   return true;
 }
 

@@ -11,6 +11,7 @@
 #include "chunks/huge.h"
 #include "chunks/medium.h"
 #include "chunks/small.h"
+#include "os/os_memory.h"
 #include "source/block_source.h"
 
 using namespace mpcalloc;
@@ -180,6 +181,38 @@ TEST(Medium, ResizeInPlaceGrowsIntoFreeNeighbourAndShrinks) {
   EXPECT_EQ(a[11999], 6);
   medium_free(m, a);
   medium_free(m, c);
+  medium_collect(m);
+}
+
+// Growing in place takes 1/8 headroom from a free neighbour, and small shrinks keep their
+// slack, so a buffer grown by appends touches the free lists once per 1/8 of growth.
+TEST(Medium, GrowthInPlaceKeepsHeadroomForTheNextAppends) {
+  MediumState m = make_medium();
+  m.quick_off = true;
+  auto* a = static_cast<unsigned char*>(medium_alloc(m, 16000, 16));
+  auto* b = static_cast<unsigned char*>(medium_alloc(m, 300000, 16));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  medium_free(m, b);  // a's right neighbour is free
+  ASSERT_TRUE(medium_resize_in_place(m, a, 20000));
+  size_t usable = medium_usable(a);
+  EXPECT_GE(usable, 20000u + 20000u / 8);
+  EXPECT_LT(usable, 20000u + 20000u / 4);
+  // The next appends fit: the chunk does not change.
+  for (size_t n = 20001; n <= 22000; n += 7) {
+    ASSERT_TRUE(medium_resize_in_place(m, a, n));
+    ASSERT_EQ(medium_usable(a), usable);
+  }
+  // A shrink by less than 1/8 keeps the slack; a real one gives the tail back.
+  ASSERT_TRUE(medium_resize_in_place(m, a, usable - usable / 16));
+  EXPECT_EQ(medium_usable(a), usable);
+  ASSERT_TRUE(medium_resize_in_place(m, a, 5000));
+  EXPECT_LT(medium_usable(a), 6000u);
+  // The whole neighbour is usable again.
+  auto* c = medium_alloc(m, 300000, 16);
+  ASSERT_NE(c, nullptr);
+  medium_free(m, c);
+  medium_free(m, a);
   medium_collect(m);
 }
 
@@ -584,6 +617,32 @@ TEST(Huge, ResizeShrinksKeepingContents) {
   c = static_cast<unsigned char*>(q);
   for (size_t i = 0; i < 3 * kMiB; i += 4096) ASSERT_EQ(c[i], static_cast<unsigned char>(i >> 12));
   huge_free(seg2);
+}
+
+// A block handed out from the cache can be much larger than asked. Growing it by small steps
+// (a buffer built by appends) stays in the mapping: no mremap, no pages given back and faulted
+// in again. Only a real shrink (below the last request, to under half) gives the tail back.
+TEST(Huge, GrowthInsideALargerCachedBlockDoesNoSyscall) {
+  source::configure({256 * kMiB, 60000});
+  HugeResult big = huge_alloc(3 * kMiB, 16, false);
+  ASSERT_NE(big.p, nullptr);
+  huge_free(source::segment_header(source::segment_base_of(big.p)));  // into the cache
+  HugeResult r = huge_alloc(kMiB + 4096, 16, false);
+  ASSERT_NE(r.p, nullptr);
+  auto* seg = source::segment_header(source::segment_base_of(r.p));
+  ASSERT_GE(huge_usable(seg), 3 * kMiB) << "expected the cached 3 MiB block back";
+  uint64_t remaps = mpcalloc::os::counters().mremap_calls;
+  size_t usable = huge_usable(seg);
+  for (size_t n = kMiB + 4096; n < 2 * kMiB; n += 100) {
+    ASSERT_EQ(huge_resize(seg, n), r.p);
+  }
+  EXPECT_EQ(mpcalloc::os::counters().mremap_calls, remaps);
+  EXPECT_EQ(huge_usable(seg), usable);
+  // A shrink below the last request to well under half of the mapping does give it back.
+  ASSERT_EQ(huge_resize(seg, 256 * 1024), r.p);
+  EXPECT_GT(mpcalloc::os::counters().mremap_calls, remaps);
+  EXPECT_LT(huge_usable(seg), kMiB);
+  huge_free(seg);
 }
 
 TEST(Huge, ZeroRequestOnAReusedBlockReadsZero) {
