@@ -1,7 +1,7 @@
 /* Misuses the allocator in the way named by argv[1], after printing the pointer it is about to
  * misuse as "addr=<%p>" on stdout. Run with MPCALLOC_CHECK=1 by checks_test (linked with the
- * override library, so plain free() is mpcalloc's). "valid" and "valid-threads" use the
- * allocator correctly and must run clean. Built with -O0 -fno-builtin so every call happens;
+ * override library, so plain free() is mpcalloc's). "valid", "valid-threads" and "valid-fork"
+ * use the allocator correctly and must run clean. Built with -O0 -fno-builtin so every call happens;
  * misused pointers pass through opaque() so the compiler cannot see (or warn about) them. */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void* volatile sink;
@@ -89,6 +90,60 @@ static int valid(int threads) {
   return 0;
 }
 
+/* Fork while other threads free the forking thread's medium blocks: in checked mode each such
+ * free validates the block under its owner heap's check lock, so the fork must not leave that
+ * lock held in the child (the child's first medium call would spin forever). */
+#define VF_SLOTS 512
+#define VF_FREERS 2
+#define VF_FORKS 300
+static void* vf_slot[VF_SLOTS];
+static int vf_stop;
+
+static void* vf_freer(void* arg) {
+  unsigned i = (unsigned)(intptr_t)arg;
+  while (!__atomic_load_n(&vf_stop, __ATOMIC_ACQUIRE)) {
+    void* p = __atomic_exchange_n(&vf_slot[i++ % VF_SLOTS], NULL, __ATOMIC_ACQ_REL);
+    free(p);
+  }
+  return NULL;
+}
+
+static int valid_fork(void) {
+  pthread_t t[VF_FREERS];
+  for (int i = 0; i < VF_FREERS; i++) pthread_create(&t[i], NULL, vf_freer, (void*)(intptr_t)(i * 97));
+  int bad = 0;
+  for (int round = 0; round < VF_FORKS; round++) {
+    for (int k = 0; k < VF_SLOTS; k++) {
+      if (__atomic_load_n(&vf_slot[k], __ATOMIC_ACQUIRE) != NULL) continue;
+      void* p = malloc(20000 + (size_t)k * 61);
+      memset(p, 7, 64);
+      __atomic_store_n(&vf_slot[k], p, __ATOMIC_RELEASE);
+    }
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid == 0) {
+      alarm(10); /* a lock left held by the fork hangs here: SIGALRM instead */
+      for (int k = 0; k < 50; k++) {
+        void* q = malloc(30000 + (size_t)k * 100);
+        if (q == NULL) _exit(2);
+        memset(q, 9, 30000);
+        free(q);
+      }
+      _exit(0);
+    }
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      if (bad++ == 0) fprintf(stderr, "valid-fork: child %d ended with status %d\n", round, st);
+    }
+  }
+  __atomic_store_n(&vf_stop, 1, __ATOMIC_RELEASE);
+  for (int i = 0; i < VF_FREERS; i++) pthread_join(t[i], NULL);
+  for (int k = 0; k < VF_SLOTS; k++) free(vf_slot[k]);
+  if (bad != 0) return 1;
+  puts("clean");
+  return 0;
+}
+
 static void* free_own_stack(void* arg) {
   int on_stack = 0;
   (void)arg;
@@ -102,6 +157,7 @@ int main(int argc, char** argv) {
   const char* m = argv[1];
   if (strcmp(m, "valid") == 0) return valid(0);
   if (strcmp(m, "valid-threads") == 0) return valid(1);
+  if (strcmp(m, "valid-fork") == 0) return valid_fork();
 
   size_t n = size_for(m);
   char* p = malloc(n);

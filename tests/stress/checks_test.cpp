@@ -181,7 +181,7 @@ TEST(Checks, ReallocMisuseNamesRealloc) {
 }
 
 TEST(Checks, ValidProgramRunsCleanWithChecks) {
-  for (const char* mode : {"valid", "valid-threads"}) {
+  for (const char* mode : {"valid", "valid-threads", "valid-fork"}) {
     Outcome o = run_victim(mode, "1");
     EXPECT_TRUE(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0) << mode << ": " << o.err;
     EXPECT_NE(o.out.find("clean"), std::string::npos) << mode;
@@ -191,7 +191,7 @@ TEST(Checks, ValidProgramRunsCleanWithChecks) {
 
 TEST(Checks, ValidProgramPrintsNothingWithoutChecks) {
   for (const char* check : {static_cast<const char*>(nullptr), "0"}) {
-    for (const char* mode : {"valid", "valid-threads"}) {
+    for (const char* mode : {"valid", "valid-threads", "valid-fork"}) {
       Outcome o = run_victim(mode, check);
       EXPECT_TRUE(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0) << mode << ": " << o.err;
       EXPECT_NE(o.out.find("clean"), std::string::npos) << mode;
