@@ -564,34 +564,29 @@ namespace {
 // Checked mode: another thread may be validating a free under some heap's check lock (the
 // forking thread's own heap included); the child must not inherit it held. Order: pool lock,
 // then check locks (collect under the pool lock takes them), then the source's.
-enum class CheckLocks { kLock, kUnlock, kReset };
-void for_check_locks(CheckLocks what) {
+void for_check_locks(void (base::SpinLock::*op)()) {
   if (!checking()) return;
   for (Heap* h = g_all_heaps.load(std::memory_order_acquire); h != nullptr; h = h->all_next) {
-    switch (what) {
-      case CheckLocks::kLock: h->check_lock.lock(); break;
-      case CheckLocks::kUnlock: h->check_lock.unlock(); break;
-      case CheckLocks::kReset: h->check_lock.reset(); break;
-    }
+    (h->check_lock.*op)();
   }
 }
 
 void fork_prepare() {
   g_pool_lock.lock();
-  for_check_locks(CheckLocks::kLock);
+  for_check_locks(&base::SpinLock::lock);
   chunks::huge_fork_prepare();
   source::fork_prepare();
 }
 void fork_parent() {
   source::fork_parent();
   chunks::huge_fork_parent();
-  for_check_locks(CheckLocks::kUnlock);
+  for_check_locks(&base::SpinLock::unlock);
   g_pool_lock.unlock();
 }
 void fork_child() {
   source::fork_child();
   chunks::huge_fork_child();
-  for_check_locks(CheckLocks::kReset);
+  for_check_locks(&base::SpinLock::reset);
   g_pool_lock.reset();
 }
 

@@ -1,8 +1,8 @@
 /* Misuses the allocator in the way named by argv[1], after printing the pointer it is about to
  * misuse as "addr=<%p>" on stdout. Run with MPCALLOC_CHECK=1 by checks_test (linked with the
  * override library, so plain free() is mpcalloc's). "valid", "valid-threads" and "valid-fork"
- * use the allocator correctly and must run clean. Built with -O0 -fno-builtin so every call happens;
- * misused pointers pass through opaque() so the compiler cannot see (or warn about) them. */
+ * use the allocator correctly and must run clean. Built with -O0 -fno-builtin so every call
+ * happens; misused pointers pass through opaque() so the compiler cannot see (or warn about) them. */
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <pthread.h>
