@@ -1,36 +1,29 @@
-// Raw syscalls for memory mapping. No libc wrappers that could set errno behind our back or
-// be intercepted; errno is managed by the api layer.
+// The kernel's memory calls through libc's own mmap/munmap/mremap/madvise. Never raw syscalls:
+// MPI libraries (UCX's libucm, Open MPI's memory patcher) and LD_PRELOAD interposers hook these
+// symbols to keep RDMA registration caches coherent, and a release they cannot see lets a later
+// buffer at the same address reuse a stale registration. errno is saved and restored around
+// every call: failures are reported by return value, and the api layer sets errno itself.
 #include "os/os_memory.h"
 
 #include <atomic>
+#include <cerrno>
 #include <sys/mman.h>
 #if defined(__SANITIZE_THREAD__)
-#include <sanitizer/tsan_interface.h>
+#define MPCALLOC_TSAN 1
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
+#define MPCALLOC_TSAN 1
+#endif
+#endif
+#ifdef MPCALLOC_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
-#endif
-#include <sys/syscall.h>
-#include <unistd.h>
 
 namespace mpcalloc::os {
 namespace {
 
 std::atomic<uint64_t> g_mmap{0}, g_munmap{0}, g_mremap{0}, g_madvise{0};
 std::atomic<unsigned long> g_fail_countdown{0};
-
-inline long raw6(long nr, long a, long b, long c, long d, long e, long f) {
-  long ret;
-  register long r10 __asm__("r10") = d;
-  register long r8 __asm__("r8") = e;
-  register long r9 __asm__("r9") = f;
-  __asm__ volatile("syscall"
-                   : "=a"(ret)
-                   : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                   : "rcx", "r11", "memory");
-  return ret;
-}
 
 // True when fault injection says this call must fail.
 inline bool injected_failure() {
@@ -44,34 +37,19 @@ inline bool injected_failure() {
   return false;
 }
 
-inline bool is_error(long r) { return r < 0 && r > -4096; }
+// Keeps errno as the caller left it: a libc call that fails on a path the allocator recovers
+// from (a failed in-place mremap, say) must not leave a stray errno behind a successful malloc.
+class ErrnoKeeper {
+ public:
+  ErrnoKeeper() : saved_(errno) {}
+  ~ErrnoKeeper() { errno = saved_; }
+  ErrnoKeeper(const ErrnoKeeper&) = delete;
+  ErrnoKeeper& operator=(const ErrnoKeeper&) = delete;
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-// Under a sanitizer, go through libc so the sanitizer's interceptors see mappings come and go
-// (it resets its shadow state on munmap; a raw syscall would leave stale state behind and give
-// false reports when the kernel reuses the address).
-inline long sys_mmap(long addr, long len, long prot, long flags) {
-  void* p = mmap(reinterpret_cast<void*>(addr), static_cast<size_t>(len), static_cast<int>(prot),
-                 static_cast<int>(flags), -1, 0);
-  return p == MAP_FAILED ? -12 : reinterpret_cast<long>(p);
-}
-inline long sys_munmap(long addr, long len) {
-  return munmap(reinterpret_cast<void*>(addr), static_cast<size_t>(len)) == 0 ? 0 : -22;
-}
-#else
-inline long sys_mmap(long addr, long len, long prot, long flags) {
-  return raw6(SYS_mmap, addr, len, prot, flags, -1, 0);
-}
-inline long sys_munmap(long addr, long len) { return raw6(SYS_munmap, addr, len, 0, 0, 0, 0); }
-#endif
+ private:
+  int saved_;
+};
 
-#if defined(__SANITIZE_THREAD__)
-#define MPCALLOC_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MPCALLOC_TSAN 1
-#endif
-#endif
 #ifdef MPCALLOC_TSAN
 // ThreadSanitizer does not see mremap: the range a block moves away from or shrinks out of
 // keeps its old accesses, and when the kernel hands it out again (to an in-place growth) they
@@ -85,31 +63,27 @@ inline void kernel_release() {}
 inline void kernel_acquire() {}
 #endif
 
+void* map_with(void* hint, size_t size, int prot) {
+  if (injected_failure()) return nullptr;
+  g_mmap.fetch_add(1, std::memory_order_relaxed);
+  ErrnoKeeper keep;
+  void* p = ::mmap(hint, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  kernel_acquire();
+  return p == MAP_FAILED ? nullptr : p;
+}
+
 }  // namespace
 
-void* map(size_t size, void* hint) {
-  if (injected_failure()) return nullptr;
-  g_mmap.fetch_add(1, std::memory_order_relaxed);
-  long r = sys_mmap(reinterpret_cast<long>(hint), static_cast<long>(size),
-                    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
-  kernel_acquire();
-  return is_error(r) ? nullptr : reinterpret_cast<void*>(r);
-}
+void* map(size_t size, void* hint) { return map_with(hint, size, PROT_READ | PROT_WRITE); }
 
-void* reserve(size_t size) {
-  if (injected_failure()) return nullptr;
-  g_mmap.fetch_add(1, std::memory_order_relaxed);
-  long r = sys_mmap(0, static_cast<long>(size), PROT_NONE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
-  kernel_acquire();
-  return is_error(r) ? nullptr : reinterpret_cast<void*>(r);
-}
+void* reserve(size_t size) { return map_with(nullptr, size, PROT_NONE); }
 
 bool unmap(void* addr, size_t size) {
   if (size == 0) return true;
   g_munmap.fetch_add(1, std::memory_order_relaxed);
+  ErrnoKeeper keep;
   kernel_release();
-  return !is_error(sys_munmap(reinterpret_cast<long>(addr), static_cast<long>(size)));
+  return ::munmap(addr, size) == 0;
 }
 
 MapResult map_aligned(size_t size, size_t alignment) {
@@ -141,29 +115,28 @@ MapResult map_aligned(size_t size, size_t alignment) {
 bool remap_in_place(void* addr, size_t old_size, size_t new_size) {
   if (injected_failure()) return false;
   g_mremap.fetch_add(1, std::memory_order_relaxed);
+  ErrnoKeeper keep;
   kernel_release();
-  long r = raw6(SYS_mremap, reinterpret_cast<long>(addr), static_cast<long>(old_size),
-                static_cast<long>(new_size), 0, 0, 0);
+  void* r = ::mremap(addr, old_size, new_size, 0);
   kernel_acquire();
-  return !is_error(r);
+  return r != MAP_FAILED;
 }
 
 bool remap_to(void* addr, size_t old_size, size_t new_size, void* target) {
   if (injected_failure()) return false;
   g_mremap.fetch_add(1, std::memory_order_relaxed);
+  ErrnoKeeper keep;
   kernel_release();
-  long r = raw6(SYS_mremap, reinterpret_cast<long>(addr), static_cast<long>(old_size),
-                static_cast<long>(new_size), MREMAP_MAYMOVE | MREMAP_FIXED,
-                reinterpret_cast<long>(target), 0);
+  void* r = ::mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   kernel_acquire();
-  return !is_error(r);
+  return r != MAP_FAILED;
 }
 
 bool discard(void* addr, size_t size) {
   if (injected_failure()) return false;
   g_madvise.fetch_add(1, std::memory_order_relaxed);
-  return !is_error(raw6(SYS_madvise, reinterpret_cast<long>(addr), static_cast<long>(size),
-                        MADV_DONTNEED, 0, 0, 0));
+  ErrnoKeeper keep;
+  return ::madvise(addr, size, MADV_DONTNEED) == 0;
 }
 
 OsCounters counters() {

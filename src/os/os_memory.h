@@ -1,4 +1,4 @@
-// The kernel's memory calls (mmap, munmap, mremap, madvise) as raw syscalls, with a fault
+// The kernel's memory calls (mmap, munmap, mremap, madvise) through libc's symbols, with a fault
 // injection hook for tests and call counters. Layer os: callable from every layer above.
 #pragma once
 #include <cstddef>
