@@ -313,15 +313,19 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
     if (r == nullptr) return nullptr;
     uintptr_t rs = reinterpret_cast<uintptr_t>(r);
     uintptr_t target = base::align_up(rs, kSegmentSize);
+    // The old range is free for the kernel to hand out (to another thread's new segment) the
+    // moment mremap returns: its registration goes first, or it would be cleared afterwards
+    // under that segment's feet.
+    set_registered(base, false);
     if (!os::remap_to(reinterpret_cast<void*>(base), old_size, new_map_size,
                       reinterpret_cast<void*>(target))) {
+      set_registered(base, true);
       os::unmap(r, over);
       return nullptr;
     }
+    set_registered(target, true);
     os::unmap(r, target - rs);
     os::unmap(reinterpret_cast<void*>(target + new_map_size), rs + over - (target + new_map_size));
-    set_registered(base, false);
-    set_registered(target, true);
     seg = segment_header(target);
     seg->map_size = new_map_size;
   }
