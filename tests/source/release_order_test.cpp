@@ -66,7 +66,7 @@ TEST(ReleaseOrder, MovedHugeBlockIsUnregisteredBeforeItsOldRangeGoes) {
   g_violation.store(0);
   unsigned moves0 = g_moves.load();
   for (int round = 0; round < 8; ++round) {
-    SegmentHeader* h = acquire_huge(2 * kMiB + 4096 * round, false);
+    SegmentHeader* h = acquire_huge(2 * kMiB + 4096 * round, false, 0);
     ASSERT_NE(h, nullptr);
     uintptr_t base = segment_base(h);
     // Occupy the page after the block so growth in place is impossible: resize must move.
@@ -100,8 +100,8 @@ TEST(ReleaseOrder, EvictionTrimAndZeroBudgetReleaseUnregisteredRanges) {
   unsigned munmaps0 = g_munmaps.load();
   SegmentHeader* blocks[12];
   for (int i = 0; i < 12; ++i) {
-    blocks[i] = i % 3 == 0 ? acquire_segment(SegmentKind::kSmall, nullptr)
-                           : acquire_huge((2 + i) * kMiB, false);
+    blocks[i] = i % 3 == 0 ? acquire_segment(SegmentKind::kSmall, nullptr, 0)
+                           : acquire_huge((2 + i) * kMiB, false, 0);
     ASSERT_NE(blocks[i], nullptr);
   }
   for (int i = 0; i < 12; ++i) {
@@ -110,7 +110,7 @@ TEST(ReleaseOrder, EvictionTrimAndZeroBudgetReleaseUnregisteredRanges) {
   }
   trim_cache();
   configure({0, 60000});
-  SegmentHeader* h = acquire_huge(5 * kMiB, false);
+  SegmentHeader* h = acquire_huge(5 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   release_huge(h);  // budget 0: unmapped at once
   configure({256 * kMiB, 60000});
