@@ -26,10 +26,7 @@ SegmentHeader* evict_locked(Place& pl, size_t budget, uint64_t max_age_ms, uint6
   SegmentHeader* out = nullptr;
   for (base::IntrusiveList<SegmentHeader>* list : {&pl.huge, &pl.segments}) {
     while (SegmentHeader* oldest = list->tail) {
-      // A block cached after `now` was read (by a thread that read the clock later) is young.
-      uint64_t age = now > oldest->cached_at_ms ? now - oldest->cached_at_ms : 0;
-      bool too_old = max_age_ms != 0 && age >= max_age_ms;
-      if (!too_old && pl.cached_bytes <= budget) break;
+      if (!decayed(oldest->cached_at_ms, now, max_age_ms) && pl.cached_bytes <= budget) break;
       list->remove(oldest);
       pl.cached_bytes -= oldest->map_size;
       if (list == &pl.segments && !oldest->is_zero) --pl.dirty_segments;

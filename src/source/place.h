@@ -27,6 +27,12 @@ struct Place {
   uint64_t unmap_failures;
 };
 
+// Whether a block cached at `cached_at` (ms) has been unused for max_age ms at `now`. A block
+// cached after `now` was read (by a thread that read the clock later) is young, not 2^64 ms old.
+constexpr bool decayed(uint64_t cached_at, uint64_t now, uint64_t max_age) {
+  return max_age != 0 && now > cached_at && now - cached_at >= max_age;
+}
+
 Place& place_of(int place);
 inline Place& place_of(const SegmentHeader* seg) { return place_of(seg->node); }
 

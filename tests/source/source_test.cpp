@@ -9,6 +9,7 @@
 
 #include "os/os_memory.h"
 #include "source/block_source.h"
+#include "source/place.h"
 
 using namespace mpcalloc::source;
 
@@ -452,4 +453,16 @@ TEST(Source, HugeRequestFallsBackToAFreshMappingWhenTheCachedBlockCannotGrow) {
   release_huge(g);
   munmap(blocker, 4096);
   reset();
+}
+
+TEST(Source, BlockCachedAfterTheClockWasReadIsNotDecayed) {
+  // A thread reads the clock, another caches a block a millisecond later, then the first takes
+  // the lock and evicts: the block's age must not wrap to 2^64 ms (issue 9: fresh blocks were
+  // evicted at once).
+  EXPECT_FALSE(decayed(1001, 1000, 500));
+  EXPECT_FALSE(decayed(1000, 1000, 500));
+  EXPECT_FALSE(decayed(600, 1000, 500));
+  EXPECT_TRUE(decayed(500, 1000, 500));
+  EXPECT_TRUE(decayed(0, 1000, 500));
+  EXPECT_FALSE(decayed(0, 1000, 0)) << "0 means no decay";
 }
