@@ -50,14 +50,20 @@ void fork_child() {
 
 void print_options() {
   for (unsigned i = 0; i < base::kOptCount; ++i) {
-    const base::OptionDesc& d = base::option_desc(i);
+    char value[base::kOptionPathMax + 16];
+    base::format_option(i, value, sizeof(value));
     os::Message m;
-    m.text("mpcalloc: option ").text(d.env).text("=").dec(static_cast<uint64_t>(base::option(i)));
+    m.text("mpcalloc: option ").text(base::option_desc(i).env).text("=").text(value);
     m.text("\n").write_to(2);
   }
 }
 
 }  // namespace
+
+void apply_options() {
+  source::configure({static_cast<size_t>(base::option(base::kOptCacheMax)),
+                     static_cast<uint64_t>(base::option(base::kOptDecayMs))});
+}
 
 void global_init() {
   if (g_initialized.load(std::memory_order_acquire)) return;
@@ -67,8 +73,7 @@ void global_init() {
       base::options_load();
       g_check.store(base::option(base::kOptCheck) != 0, std::memory_order_relaxed);
       if (checking()) __atomic_store_n(&g_free, &free_checked, __ATOMIC_RELAXED);
-      source::configure({static_cast<size_t>(base::option(base::kOptCacheMax)),
-                         static_cast<uint64_t>(base::option(base::kOptDecayMs))});
+      apply_options();
       // The thread key exists before any thread can take a heap (glibc's pthread_key_create
       // does not allocate), so every heap's thread exit is seen.
       pool_init();

@@ -717,6 +717,40 @@ TYPED_TEST(Api, SplitHugeBlocksIgnoreOldDataWhereTheRunTableWas) {
   F::trim(0);
 }
 
+TYPED_TEST(Api, OptionSetChangesTheCacheBudgetAtRunTime) {
+  using F = TypeParam;
+  const long long budget = mpcalloc_option_get("cache_max");
+  ASSERT_GT(budget, 0);
+  ASSERT_EQ(mpcalloc_option_set("cache_max", "0"), 0);
+  EXPECT_EQ(mpcalloc_option_get("cache_max"), 0);
+  F::trim(0);
+  mpcalloc_stats_t before = stats_now();
+  void* p = F::malloc(8 * kMiB);
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 1, 8 * kMiB);
+  F::free(p);
+  EXPECT_EQ(stats_now().cached_bytes, 0u) << "budget 0: freed blocks go back at once";
+  EXPECT_EQ(stats_now().mapped_bytes, before.mapped_bytes);
+  // Errors keep the old value and say why.
+  errno = 0;
+  EXPECT_EQ(mpcalloc_option_set("cache_max", "lots"), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(mpcalloc_option_get("cache_max"), 0);
+  errno = 0;
+  EXPECT_EQ(mpcalloc_option_set("cache_maximum", "1M"), -1);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(mpcalloc_option_set("check", "1"), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(mpcalloc_option_set(nullptr, "1"), -1);
+  ASSERT_EQ(mpcalloc_option_set("MPCALLOC_CACHE_MAX", std::to_string(budget).c_str()), 0);
+  EXPECT_EQ(mpcalloc_option_get("cache_max"), budget);
+  void* q = F::malloc(8 * kMiB);
+  F::free(q);
+  EXPECT_GE(stats_now().cached_bytes, 8 * kMiB) << "cached again";
+  F::trim(0);
+}
+
 TYPED_TEST(Api, TrimGivesCachedMemoryBack) {
   using F = TypeParam;
   void* big = F::malloc(64 * kMiB);
