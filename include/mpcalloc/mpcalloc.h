@@ -41,6 +41,30 @@ long long mpcalloc_option_get(const char* name);
  * stays and one line on stderr says why) or EPERM (an option read only at start-up). */
 int mpcalloc_option_set(const char* name, const char* value);
 
+/* ---- NUMA ----
+ * With more than one node (and MPCALLOC_NUMA not "off"), a thread whose CPU affinity lies
+ * within one node allocates from heaps and caches of that node: fresh memory is bound there
+ * and recycled memory never crosses nodes. The affinity is read when a thread first allocates;
+ * a thread that changes it afterwards calls mpcalloc_thread_rebind():
+ *
+ *     cpu_set_t set; CPU_ZERO(&set); CPU_SET(8, &set);         // CPU 8 is on node 1
+ *     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+ *     int node = mpcalloc_thread_rebind();                    // 1: new blocks are node 1's
+ *     double* a = malloc(n * sizeof *a);                      // placed on node 1
+ *     mpcalloc_migrate(old_block, 1);                         // move an older block there
+ */
+/* Number of NUMA nodes mpcalloc places memory on (1 without NUMA or with MPCALLOC_NUMA=off). */
+int mpcalloc_numa_nodes(void);
+/* Re-reads the calling thread's CPU affinity: from now on it allocates from heaps of the node
+ * its CPUs belong to (blocks it allocated before stay valid). Returns that node, or -1 when
+ * the thread is not bound to one node (it then gets first-touch memory) or NUMA is not used. */
+int mpcalloc_thread_rebind(void);
+/* Moves the pages of the block ptr (from this allocator) to NUMA node `node`. A huge block
+ * (over 1 MiB) moves whole and belongs to that node from then on; for smaller blocks the pages
+ * holding the block move (they may hold neighbours too). Returns 0, or -1 with errno: EINVAL
+ * (not a block of ours, or not an online node), or the kernel's error (EIO, ENOMEM, EBUSY...). */
+int mpcalloc_migrate(void* ptr, int node);
+
 /* ---- statistics ---- */
 typedef struct mpcalloc_stats_s {
   size_t mapped_bytes;      /* bytes currently mapped from the OS (segments + huge blocks) */

@@ -32,6 +32,17 @@ MPCALLOC_EXPORT void mpcalloc_stats_get(mpcalloc_stats_t* out) {
   out->remote_frees = h.remote_frees;
 }
 
+namespace {
+
+// A place's name in the stats: its NUMA node, or what it stands for.
+void place_name(os::Message& m, int place) {
+  if (place == source::kPlaceAny) m.text("any");
+  else if (place == source::kPlaceInterleaved) m.text("interleaved");
+  else m.text("node").dec(static_cast<uint64_t>(place));
+}
+
+}  // namespace
+
 MPCALLOC_EXPORT void mpcalloc_stats_print(int fd, int json) {
   mpcalloc_stats_t st;
   mpcalloc_stats_get(&st);
@@ -46,6 +57,18 @@ MPCALLOC_EXPORT void mpcalloc_stats_print(int fd, int json) {
       {"mmap_calls", st.mmap_calls, false},      {"munmap_calls", st.munmap_calls, false},
       {"mremap_calls", st.mremap_calls, false},  {"heap_count", st.heap_count, false},
       {"remote_frees", st.remote_frees, false},
+      {"numa_nodes", static_cast<size_t>(heap::numa_nodes()), false},
+  };
+  // Per place (NUMA node, first-touch memory, interleaved): mapped, cached for reuse, in use,
+  // and memory of another place handed out here (only in NUMA auto mode, out of memory).
+  struct PlaceFields {
+    const char* name;
+    size_t source::SourceStats::*value;
+  } place_fields[] = {
+      {"mapped_bytes", &source::SourceStats::mapped_bytes},
+      {"cached_bytes", &source::SourceStats::cached_bytes},
+      {"huge_bytes", &source::SourceStats::huge_bytes},
+      {"foreign_bytes", &source::SourceStats::foreign_bytes},
   };
   if (json) {
     os::Message m;
@@ -53,7 +76,21 @@ MPCALLOC_EXPORT void mpcalloc_stats_print(int fd, int json) {
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); ++i) {
       m.text(i ? ", \"" : "\"").text(fields[i].name).text("\": ").dec(fields[i].value);
     }
-    m.text("}}\n").write_to(fd);
+    m.text(", \"places\": [").write_to(fd);
+    bool first = true;
+    for (int p = 0; p < source::kPlaces; ++p) {
+      source::SourceStats ps = source::stats(p);
+      if (ps.mapped_bytes == 0 && ps.foreign_bytes == 0) continue;
+      os::Message e;
+      e.text(first ? "{\"place\": \"" : ", {\"place\": \"");
+      place_name(e, p);
+      e.text("\"");
+      for (const PlaceFields& f : place_fields) e.text(", \"").text(f.name).text("\": ").dec(ps.*f.value);
+      e.text(", \"in_use_bytes\": ").dec(ps.mapped_bytes - ps.cached_bytes).text("}").write_to(fd);
+      first = false;
+    }
+    os::Message tail;
+    tail.text("]}}\n").write_to(fd);
     return;
   }
   os::Message head;
@@ -63,6 +100,16 @@ MPCALLOC_EXPORT void mpcalloc_stats_print(int fd, int json) {
     m.text("mpcalloc:   ").text(f.name).text(" = ").dec(f.value);
     if (f.bytes) m.text(" (").size(f.value).text(")");
     m.text("\n").write_to(fd);
+  }
+  for (int p = 0; p < source::kPlaces; ++p) {
+    source::SourceStats ps = source::stats(p);
+    if (ps.mapped_bytes == 0 && ps.foreign_bytes == 0) continue;
+    os::Message m;
+    m.text("mpcalloc:   place ");
+    place_name(m, p);
+    m.text(": mapped ").size(ps.mapped_bytes).text(", cached ").size(ps.cached_bytes);
+    m.text(", in use ").size(ps.mapped_bytes - ps.cached_bytes).text(", huge ").size(ps.huge_bytes);
+    m.text(", foreign ").size(ps.foreign_bytes).text("\n").write_to(fd);
   }
 }
 

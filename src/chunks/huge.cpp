@@ -20,6 +20,7 @@ size_t user_offset_for(size_t align) {
 struct OveralignedEntry {
   uintptr_t user;  // 0 = empty, 1 = deleted
   size_t map_size;
+  int place;
 };
 constexpr uintptr_t kDeleted = 1;
 constexpr size_t kFirstSlots = 1024;
@@ -42,10 +43,10 @@ OveralignedEntry* over_find(uintptr_t user) {
   return nullptr;
 }
 
-void over_place(OveralignedEntry* table, size_t slots, uintptr_t user, size_t map_size) {
-  size_t s = slot_of(user, slots);
+void over_place(OveralignedEntry* table, size_t slots, const OveralignedEntry& e) {
+  size_t s = slot_of(e.user, slots);
   while (table[s].user > kDeleted) s = (s + 1) & (slots - 1);
-  table[s] = {user, map_size};
+  table[s] = e;
 }
 
 // Room for one more entry: at most half the slots in use afterwards. false when out of memory.
@@ -56,7 +57,7 @@ bool over_reserve() {
   auto* table = static_cast<OveralignedEntry*>(os::map(slots * sizeof(OveralignedEntry)));
   if (table == nullptr) return false;
   for (size_t i = 0; i < g_over_slots; ++i) {
-    if (g_over[i].user > kDeleted) over_place(table, slots, g_over[i].user, g_over[i].map_size);
+    if (g_over[i].user > kDeleted) over_place(table, slots, g_over[i]);
   }
   if (g_over != nullptr) os::unmap(g_over, g_over_slots * sizeof(OveralignedEntry));
   g_over = table;
@@ -107,14 +108,14 @@ void* huge_resize(source::SegmentHeader* seg, size_t new_size) {
   return reinterpret_cast<void*>(source::segment_base(moved) + off);
 }
 
-void* huge_alloc_overaligned(size_t size, size_t align) {
+void* huge_alloc_overaligned(size_t size, size_t align, int place) {
   size_t map_size = base::align_up(size == 0 ? 1 : size, os::kPageSize);
   if (map_size < size) return nullptr;
   base::LockGuard guard(g_over_lock);
   if (!over_reserve()) return nullptr;
-  void* p = source::map_overaligned(map_size, align);
+  void* p = source::map_overaligned(map_size, align, place);
   if (p == nullptr) return nullptr;
-  over_place(g_over, g_over_slots, reinterpret_cast<uintptr_t>(p), map_size);
+  over_place(g_over, g_over_slots, {reinterpret_cast<uintptr_t>(p), map_size, place});
   ++g_over_live;
   ++g_over_used;
   return p;
@@ -122,16 +123,18 @@ void* huge_alloc_overaligned(size_t size, size_t align) {
 
 bool huge_free_overaligned(void* p) {
   size_t size;
+  int place;
   {
     base::LockGuard guard(g_over_lock);
     OveralignedEntry* e = over_find(reinterpret_cast<uintptr_t>(p));
     if (e == nullptr) return false;
     size = e->map_size;
+    place = e->place;
     e->user = kDeleted;  // keeps probe chains intact until the next rehash
     e->map_size = 0;
     --g_over_live;
   }
-  source::unmap_overaligned(p, size);
+  source::unmap_overaligned(p, size, place);
   return true;
 }
 

@@ -29,7 +29,7 @@ size_t huge_usable(const source::SegmentHeader* seg);
 void* huge_resize(source::SegmentHeader* seg, size_t new_size);
 
 // Alignment >= kSegmentSize: the user pointer is segment aligned.
-void* huge_alloc_overaligned(size_t size, size_t align);
+void* huge_alloc_overaligned(size_t size, size_t align, int place);
 // false when p is not an over-aligned huge block.
 bool huge_free_overaligned(void* p);
 // 0 when p is not an over-aligned huge block.

@@ -27,13 +27,15 @@ struct Heap {
   Heap* pool_next;
   Heap* all_next;
   uint64_t events;         // refills and full-run frees since the last collection
+  int place;               // NUMA node (or source::kPlaceAny) of its segments, for its life
+  int huge_place;          // where its huge blocks come from (its place, or interleaved)
   // Checked mode only: held by the owner around medium-chunk changes and by any thread that
   // validates a medium pointer of this heap (the validation walks the owner's chunks).
   base::SpinLock check_lock;
 
   constexpr explicit Heap(chunks::Block** null_cell)
       : size_cell{}, big_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
-        all_next(nullptr), events(0), check_lock{} {
+        all_next(nullptr), events(0), place(0), huge_place(0), check_lock{} {
     for (auto& c : size_cell) c = null_cell;
     for (auto& c : big_cell) c = null_cell;
   }
@@ -137,6 +139,15 @@ struct HeapStats {
 HeapStats stats();
 
 void global_init();
+// Re-reads the calling thread's CPU affinity; from now on it allocates from a heap of the place
+// that matches (its old heap goes to the pool). Returns the NUMA node, or -1 when the thread is
+// not bound to one node (or NUMA is not in use).
+int rebind_thread();
+// NUMA nodes in use (1 without NUMA or with MPCALLOC_NUMA=off).
+int numa_nodes();
+// Moves the pages of block p to NUMA node `node`. 0, or -1 with errno (EINVAL: not a block or
+// not a node; EIO or the kernel's error when pages could not move).
+int migrate(void* p, int node);
 // Passes the runtime options (budgets, decay) on to the layers below, after a change.
 void apply_options();
 

@@ -31,6 +31,18 @@ class CheckGuard {
   Heap* h_;
 };
 
+// ---- placement (placement.cpp) ----
+struct Placement {
+  bool numa;            // more than one node and MPCALLOC_NUMA != off
+  bool interleave;      // huge blocks interleaved over the nodes
+  int default_place;    // without NUMA: node 0 on a one-node machine, else first touch
+};
+extern constinit Placement g_placement;
+// The place of a heap for the calling thread: its node when bound to one, else first touch.
+int thread_place();
+// Reads the topology (one file on a one-node machine) and decides how memory is placed.
+void setup_placement();
+
 // ---- life cycle (pool.cpp) ----
 // Creates the thread key whose destructor pools a heap; global_init calls it before it
 // declares the allocator ready, so no thread gets a heap whose exit goes unnoticed.

@@ -8,6 +8,7 @@
 #include "base/size_classes.h"
 #include "heap/heap_internal.h"
 #include "os/os_memory.h"
+#include "source/block_source.h"
 
 namespace mpcalloc::heap {
 
@@ -22,8 +23,10 @@ constexpr size_t kMetaChunk = size_t{1} << 20;
 constexpr size_t kIdleHeapsKeptWarm = 4;
 
 constinit base::SpinLock g_pool_lock;  // also guards the meta arena
-constinit Heap* g_pool = nullptr;
-constinit size_t g_pool_size = 0;
+// One pool per place: a pooled heap is adopted only by a thread of the same place, so a
+// dead thread's memory is recycled on its own node.
+constinit Heap* g_pool[source::kPlaces] = {};
+constinit size_t g_pool_size[source::kPlaces] = {};
 constinit char* g_meta_cur = nullptr;
 constinit char* g_meta_end = nullptr;
 std::atomic<Heap*> g_all_heaps{nullptr};
@@ -42,7 +45,7 @@ void set_size_cells(Heap* h) {
   }
 }
 
-Heap* new_heap() {
+Heap* new_heap(int place) {
   Heap* h;
   {
     base::LockGuard guard(g_pool_lock);
@@ -64,6 +67,8 @@ Heap* new_heap() {
   h->medium.owner = h;
   h->medium.quick_off = checking();
   h->small.check_bitmaps = checking();
+  h->place = h->small.place = h->medium.place = place;
+  h->huge_place = g_placement.interleave ? source::kPlaceInterleaved : place;
   Heap* head = g_all_heaps.load(std::memory_order_relaxed);
   do {
     h->all_next = head;
@@ -89,30 +94,31 @@ void thread_exit(void* arg) {
   size_t idle;
   {
     base::LockGuard guard(g_pool_lock);
-    idle = g_pool_size;
+    idle = g_pool_size[h->place];
   }
   collect(h, idle >= kIdleHeapsKeptWarm);
   // The thread pointer may be reused by a new thread: no run may match it any more.
   chunks::small_set_key(h->small, h->small.slow_key);
   if (t_heap == h) t_heap = &g_empty_heap;
   base::LockGuard guard(g_pool_lock);
-  h->pool_next = g_pool;
-  g_pool = h;
-  ++g_pool_size;
+  h->pool_next = g_pool[h->place];
+  g_pool[h->place] = h;
+  ++g_pool_size[h->place];
 }
 
 Heap* acquire_heap() {
   global_init();
+  int place = thread_place();
   Heap* h;
   {
     base::LockGuard guard(g_pool_lock);
-    h = g_pool;
+    h = g_pool[place];
     if (h != nullptr) {
-      g_pool = h->pool_next;
-      --g_pool_size;
+      g_pool[place] = h->pool_next;
+      --g_pool_size[place];
     }
   }
-  if (h == nullptr) h = new_heap();
+  if (h == nullptr) h = new_heap(place);
   if (h == nullptr) return nullptr;
   h->pool_next = nullptr;
   if (!checking()) chunks::small_set_key(h->small, thread_key());
@@ -124,7 +130,9 @@ Heap* acquire_heap() {
 void collect_pooled_heaps() {
   // Idle heaps in the pool belong to no thread: collect them under the pool lock.
   base::LockGuard guard(g_pool_lock);
-  for (Heap* p = g_pool; p != nullptr; p = p->pool_next) collect(p, true);
+  for (Heap* pool : g_pool) {
+    for (Heap* p = pool; p != nullptr; p = p->pool_next) collect(p, true);
+  }
 }
 
 Heap* all_heaps() { return g_all_heaps.load(std::memory_order_acquire); }

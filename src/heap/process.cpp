@@ -74,6 +74,7 @@ void global_init() {
       g_check.store(base::option(base::kOptCheck) != 0, std::memory_order_relaxed);
       if (checking()) __atomic_store_n(&g_free, &free_checked, __ATOMIC_RELAXED);
       apply_options();
+      setup_placement();
       // The thread key exists before any thread can take a heap (glibc's pthread_key_create
       // does not allocate), so every heap's thread exit is seen.
       pool_init();

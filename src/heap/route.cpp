@@ -51,7 +51,7 @@ Raw route_alloc(Heap* h, size_t size, size_t align, bool want_zero) {
     size_t rounded = base::next_pow2(size > align ? size : align);
     if (rounded <= base::kSmallMax) return {small_alloc(h, base::small_class_of(rounded)), false};
   } else {
-    return {chunks::huge_alloc_overaligned(size, align), true};
+    return {chunks::huge_alloc_overaligned(size, align, h->huge_place), true};
   }
   if (size <= chunks::kMediumMax) {
     drain_remote(h);
@@ -61,7 +61,7 @@ Raw route_alloc(Heap* h, size_t size, size_t align, bool want_zero) {
   // A program that freed many small blocks and now asks for big ones: give the empty runs
   // back first, so their memory is reused or returned instead of adding to the peak.
   if (h->events >= kCollectBeforeHuge) collect(h, false);
-  chunks::HugeResult r = chunks::huge_alloc(size, align, want_zero, h->small.place);
+  chunks::HugeResult r = chunks::huge_alloc(size, align, want_zero, h->huge_place);
   return {r.p, r.is_zero};
 }
 

@@ -21,6 +21,14 @@ struct SourceConfig {
 };
 void configure(const SourceConfig& cfg);
 
+// Placement of fresh mappings, set once at start-up.
+struct NumaConfig {
+  bool active;           // more than one node and NUMA not off: bind fresh memory to its place
+  bool strict;           // MPOL_BIND (never another node's pages) instead of MPOL_PREFERRED
+  uint64_t memory_mask;  // nodes with memory: what kPlaceInterleaved spreads over
+};
+void configure_numa(const NumaConfig& cfg);
+
 // A segment of kSegmentSize for a small or medium chunk manager at `place`, run table zeroed.
 SegmentHeader* acquire_segment(SegmentKind kind, void* owner, int place);
 void release_segment(SegmentHeader* seg);
@@ -34,10 +42,14 @@ void release_huge(SegmentHeader* seg);
 // failure (the old block is left intact).
 SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size);
 
+// Moves the pages of a huge block in use to NUMA node `node` and makes that node its place
+// (its memory is cached there when freed). false when the kernel could not.
+bool migrate_huge(SegmentHeader* seg, int node);
+
 // Blocks aligned to kSegmentSize or more, with no header (the chunk layer keeps their sizes):
-// mapped and unmapped here so they count in the stats as huge blocks of place kPlaceAny.
-void* map_overaligned(size_t map_size, size_t align);
-void unmap_overaligned(void* p, size_t map_size);
+// mapped and unmapped here so they count in the stats as huge blocks of `place`.
+void* map_overaligned(size_t map_size, size_t align, int place);
+void unmap_overaligned(void* p, size_t map_size, int place);
 
 // Is `base` the base of a live segment or huge block of ours? Safe for any address.
 bool is_registered(uintptr_t base);
@@ -55,6 +67,7 @@ struct SourceStats {
   size_t huge_bytes;
   size_t cached_bytes;
   uint64_t unmap_failures;
+  size_t foreign_bytes;  // memory of another place handed out here (NUMA auto mode only)
 };
 // The whole process (place < 0) or one place. Each place's figures are one consistent snapshot.
 SourceStats stats(int place = -1);

@@ -5,6 +5,7 @@
 #include "base/bits.h"
 #include "os/os_env.h"
 #include "os/os_memory.h"
+#include "os/os_numa.h"
 #include "source/block_source.h"
 #include "source/place.h"
 #include "source/registry.h"
@@ -19,6 +20,7 @@ std::atomic<size_t> g_cache_max{size_t{256} << 20};
 std::atomic<uint64_t> g_decay_ms{1000};
 std::atomic<size_t> g_total_mapped{0}, g_peak_mapped{0};
 std::atomic<uint64_t> g_last_decay_ms{0};
+constinit NumaConfig g_numa{false, false, 1};
 
 // Caller holds pl.lock. Takes blocks out of the cache until it fits `budget`, oldest first,
 // and (max_age_ms != 0) every block older than max_age_ms. Returns them as a chain.
@@ -98,9 +100,25 @@ void init_header(SegmentHeader* seg, SegmentKind kind, void* owner, size_t map_s
   seg->is_segment = kind == SegmentKind::kSmall || kind == SegmentKind::kMedium;
 }
 
+void configure_numa(const NumaConfig& cfg) { g_numa = cfg; }
+
+bool bind_to(void* addr, size_t size, int place, bool move) {
+  if (place == kPlaceInterleaved) {
+    return os::numa_bind(addr, size, os::MemPolicy::kInterleave, g_numa.memory_mask, move);
+  }
+  return os::numa_bind(addr, size, g_numa.strict ? os::MemPolicy::kBind : os::MemPolicy::kPreferred,
+                       uint64_t{1} << place, move);
+}
+
+void bind_fresh(void* addr, size_t size, int place) {
+  // A failure leaves first-touch placement: still memory, so not an allocation failure.
+  if (g_numa.active && place != kPlaceAny) bind_to(addr, size, place, false);
+}
+
 SegmentHeader* map_block(size_t size, int place, bool segment) {
   os::MapResult m = os::map_aligned(size, kSegmentSize);
   if (m.addr == nullptr) return nullptr;
+  bind_fresh(m.addr, size, place);
   uintptr_t base = reinterpret_cast<uintptr_t>(m.addr);
   if (!registry_set(base, true)) {
     os::unmap(m.addr, size);
@@ -150,6 +168,34 @@ SegmentHeader* cache_take_segment(Place& pl) {
     if (!seg->is_zero) --pl.dirty_segments;
   }
   return seg;
+}
+
+SegmentHeader* take_foreign(int place, size_t map_size, bool huge) {
+  if (!g_numa.active || g_numa.strict) return nullptr;
+  for (int i = 0; i < kPlaces; ++i) {
+    if (i == place || !g_place_used[i].load(std::memory_order_relaxed)) continue;
+    Place& other = g_places[i];
+    SegmentHeader* seg = nullptr;
+    if (!huge) {
+      seg = cache_take_segment(other);
+    } else {
+      base::LockGuard guard(other.lock);
+      for (SegmentHeader* s = other.huge.head; s != nullptr; s = s->next) {
+        if (s->map_size >= map_size && (seg == nullptr || s->map_size < seg->map_size)) seg = s;
+      }
+      if (seg != nullptr) {
+        other.huge.remove(seg);
+        other.cached_bytes -= seg->map_size;
+      }
+    }
+    if (seg != nullptr) {
+      g_place_used[place].store(true, std::memory_order_relaxed);
+      base::LockGuard guard(g_places[place].lock);
+      g_places[place].foreign_bytes += seg->map_size;
+      return seg;
+    }
+  }
+  return nullptr;
 }
 
 size_t cache_dirty_segments(Place& pl) {
@@ -300,6 +346,7 @@ SourceStats stats(int place) {
     s.huge_bytes += pl.huge_bytes;
     s.cached_bytes += pl.cached_bytes;
     s.unmap_failures += pl.unmap_failures;
+    s.foreign_bytes += pl.foreign_bytes;
   }
   s.peak_mapped_bytes = g_peak_mapped.load(std::memory_order_relaxed);
   return s;

@@ -51,7 +51,15 @@ SegmentHeader* acquire_huge(size_t map_size, bool want_zero, int place) {
     }
   }
   SegmentHeader* seg = map_block(map_size, place, false);
-  if (seg == nullptr) return nullptr;
+  if (seg == nullptr) {
+    // Out of memory for a fresh mapping: maybe another node has a free block (auto mode).
+    seg = take_foreign(place, map_size, true);
+    if (seg == nullptr) return nullptr;
+    bool zero = prepare_reused(seg, want_zero);
+    init_header(seg, SegmentKind::kHuge, nullptr, seg->map_size, zero);
+    account_huge(place_of(seg), +1, seg->map_size);
+    return seg;
+  }
   seg->kind = SegmentKind::kHuge;
   account_huge(pl, +1, map_size);
   return seg;
@@ -101,17 +109,32 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
   return seg;
 }
 
-void* map_overaligned(size_t map_size, size_t align) {
+bool migrate_huge(SegmentHeader* seg, int node) {
+  if (node < 0 || node >= kMaxNodes) return false;
+  Place& from = place_of(seg);
+  if (!bind_to(reinterpret_cast<void*>(segment_base(seg)), seg->map_size, node, true)) return false;
+  if (seg->node == node) return true;
+  // The block now lives at `node`: count it there, and cache it there when it is freed.
+  account_huge(from, -1, seg->map_size);
+  account_resize(from, -static_cast<long>(seg->map_size), false);
+  seg->node = node;
+  account_resize(place_of(node), static_cast<long>(seg->map_size), false);
+  account_huge(place_of(node), +1, seg->map_size);
+  return true;
+}
+
+void* map_overaligned(size_t map_size, size_t align, int place) {
   os::MapResult m = os::map_aligned(map_size, align);
   if (m.addr == nullptr) return nullptr;
-  Place& pl = place_of(kPlaceAny);
+  bind_fresh(m.addr, map_size, place);
+  Place& pl = place_of(place);
   account_resize(pl, static_cast<long>(map_size), false);
   account_huge(pl, +1, map_size);
   return m.addr;
 }
 
-void unmap_overaligned(void* p, size_t map_size) {
-  Place& pl = place_of(kPlaceAny);
+void unmap_overaligned(void* p, size_t map_size, int place) {
+  Place& pl = place_of(place);
   account_huge(pl, -1, map_size);
   if (os::unmap(p, map_size)) {
     account_resize(pl, -static_cast<long>(map_size), false);

@@ -25,6 +25,7 @@ struct Place {
   size_t huge_count;   // huge blocks in use
   size_t huge_bytes;   // their mapped bytes
   uint64_t unmap_failures;
+  size_t foreign_bytes;  // handed out here from another place's cache (auto mode, no memory)
 };
 
 // Whether a block cached at `cached_at` (ms) has been unused for max_age ms at `now`. A block
@@ -35,6 +36,12 @@ constexpr bool decayed(uint64_t cached_at, uint64_t now, uint64_t max_age) {
 
 Place& place_of(int place);
 inline Place& place_of(const SegmentHeader* seg) { return place_of(seg->node); }
+
+// Binds a fresh mapping to its place's node(s), before anything touches it (NUMA active).
+void bind_fresh(void* addr, size_t size, int place);
+// Sets the policy of [addr, addr+size) to `place` (a node or kPlaceInterleaved); `move`: its
+// pages move there too. false when the kernel refused.
+bool bind_to(void* addr, size_t size, int place, bool move);
 
 // The budget and decay of every place (options; changeable at run time).
 size_t cache_budget();
@@ -54,6 +61,10 @@ void account_huge(Place& pl, int delta_count, size_t bytes);
 
 // Takes a free segment from the place's cache (nullptr: none).
 SegmentHeader* cache_take_segment(Place& pl);
+// When a fresh mapping for `place` failed: in NUMA auto mode, a free segment (huge: a block of
+// at least map_size bytes) of another place, counted as foreign at `place`; never in strict
+// mode, nor without NUMA. The block keeps its own place (it is cached there when freed).
+SegmentHeader* take_foreign(int place, size_t map_size, bool huge);
 // Takes the best-fitting free huge block of at least map_size bytes, splitting a much larger
 // one at a segment boundary (the tail stays cached); otherwise the largest smaller one, for
 // the caller to grow. nullptr: the cache has no huge block.

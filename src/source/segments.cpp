@@ -19,9 +19,10 @@ SegmentHeader* acquire_segment(SegmentKind kind, void* owner, int place) {
   SegmentHeader* seg = cache_take_segment(place_of(place));
   if (seg != nullptr) {
     std::memset(reinterpret_cast<void*>(segment_base(seg)), 0, kRunTableBytes);
-  } else {
-    seg = map_block(kSegmentSize, place, true);
+  } else if ((seg = map_block(kSegmentSize, place, true)) == nullptr) {
+    seg = take_foreign(place, kSegmentSize, false);
     if (seg == nullptr) return nullptr;
+    std::memset(reinterpret_cast<void*>(segment_base(seg)), 0, kRunTableBytes);
   }
   init_header(seg, kind, owner, kSegmentSize, seg->is_zero);
   return seg;

@@ -258,7 +258,7 @@ TEST(Huge, AllocUsableResize) {
 }
 
 TEST(Huge, OveralignedRegistry) {
-  void* p = huge_alloc_overaligned(10 * kMiB, size_t{1} << 26);
+  void* p = huge_alloc_overaligned(10 * kMiB, size_t{1} << 26, 0);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (size_t{1} << 26), 0u);
   EXPECT_GE(huge_usable_overaligned(p), 10 * kMiB);
@@ -663,14 +663,14 @@ TEST(Huge, ZeroRequestOnAReusedBlockReadsZero) {
 TEST(Huge, SeveralOveralignedBlocksLiveTogether) {
   std::vector<std::pair<void*, size_t>> live;
   for (size_t align : {size_t{4} << 20, size_t{8} << 20, size_t{16} << 20, size_t{4} << 20}) {
-    void* p = huge_alloc_overaligned(align / 2 + 1, align);
+    void* p = huge_alloc_overaligned(align / 2 + 1, align, 0);
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u);
     EXPECT_EQ(huge_usable_overaligned(p), mpcalloc::base::align_up(align / 2 + 1, 4096));
     std::memset(p, static_cast<int>(live.size() + 1), align / 2 + 1);
     live.push_back({p, align / 2 + 1});
   }
-  void* zero = huge_alloc_overaligned(0, size_t{4} << 20);
+  void* zero = huge_alloc_overaligned(0, size_t{4} << 20, 0);
   ASSERT_NE(zero, nullptr);
   EXPECT_EQ(huge_usable_overaligned(zero), 4096u);
   EXPECT_TRUE(huge_free_overaligned(zero));
