@@ -15,7 +15,11 @@ set(MPCALLOC_SONAME libmpcalloc.so.${PROJECT_VERSION_MAJOR})
 
 set(MPCALLOC_CMAKE_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/mpcalloc)
 
-install(TARGETS mpcalloc mpcalloc_static EXPORT mpcallocTargets
+set(installed_libs mpcalloc)
+if(TARGET mpcalloc_static)
+  list(APPEND installed_libs mpcalloc_static)
+endif()
+install(TARGETS ${installed_libs} EXPORT mpcallocTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
