@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Checks the Spack recipe under a stub of Spack's API: declarations, cmake_args per variant.
 """Imports packaging/spack/package.py under a stub of Spack's API (tests/packaging/stub) and
 checks what it declares and the cmake arguments it gives for several variant settings, then
 configures the project with those arguments. Usage: check_spack_recipe.py SOURCE_DIR."""
