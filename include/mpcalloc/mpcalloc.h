@@ -33,8 +33,13 @@ void mpcalloc_free_aligned_sized(void* ptr, size_t alignment, size_t size);
 /* ---- control ---- */
 /* Returns free memory kept in caches to the OS (all threads' caches the caller can reach). */
 void mpcalloc_collect(int force);
-/* Value of a named option (e.g. "check", "cache_max"); -1 if unknown. */
+/* Value of a named option (e.g. "check", "cache_max"; or its variable, "MPCALLOC_CACHE_MAX");
+ * -1 if unknown. Choices (e.g. "numa") read as the index of their word in docs/OPTIONS.md. */
 long long mpcalloc_option_get(const char* name);
+/* Sets a run-time option ("cache_max", "decay_ms") from text, parsed as the environment is
+ * ("64M", "200"). Returns 0, or -1 with errno EINVAL (unknown name, bad value: the old value
+ * stays and one line on stderr says why) or EPERM (an option read only at start-up). */
+int mpcalloc_option_set(const char* name, const char* value);
 
 /* ---- statistics ---- */
 typedef struct mpcalloc_stats_s {

@@ -1,5 +1,8 @@
 // Statistics (text and JSON, written with raw write), options by name, the exit report.
+#include <cerrno>
 #include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "api/api_common.h"
 #include "base/options.h"
@@ -64,10 +67,31 @@ MPCALLOC_EXPORT void mpcalloc_stats_print(int fd, int json) {
 }
 
 MPCALLOC_EXPORT long long mpcalloc_option_get(const char* name) {
-  if (name == nullptr) return -1;
-  for (unsigned i = 0; i < base::kOptCount; ++i) {
-    if (std::strcmp(base::option_desc(i).name, name) == 0) return base::option(i);
+  unsigned id = base::option_find(name);
+  return id == base::kOptCount ? -1 : base::option(id);
+}
+
+MPCALLOC_EXPORT int mpcalloc_option_set(const char* name, const char* value) {
+  base::SetResult r = base::option_set(name, value);
+  if (r == base::SetResult::kOk) {
+    heap::apply_options();
+    return 0;
   }
+  os::Message m;
+  m.text("mpcalloc: mpcalloc_option_set(").text(name != nullptr ? name : "(null)").text(", ");
+  m.text(value != nullptr ? value : "(null)").text("): ");
+  switch (r) {
+    case base::SetResult::kUnknown: m.text("unknown option"); break;
+    case base::SetResult::kFixed: m.text("read only at start-up (set its variable)"); break;
+    default: m.text("bad value; kept ");
+      if (unsigned id = base::option_find(name); id != base::kOptCount) {
+        char old[base::kOptionPathMax + 16];
+        base::format_option(id, old, sizeof(old));
+        m.text(old);
+      }
+  }
+  m.text("\n").write_to(2);
+  errno = r == base::SetResult::kFixed ? EPERM : EINVAL;
   return -1;
 }
 
@@ -77,7 +101,31 @@ namespace {
 // (Initialisation allocates nothing itself; its registrations may, after the flag is set.)
 __attribute__((constructor)) void init_at_load() { heap::global_init(); }
 
+// MPCALLOC_STATS=...:PATH: the file, with %p replaced by the process id; -1 if it cannot be
+// opened (then the stats go to stderr).
+int open_stats_file(const char* pattern) {
+  char path[base::kOptionPathMax + 32];
+  size_t n = 0;
+  for (const char* p = pattern; *p != '\0' && n < sizeof(path) - 24; ++p) {
+    if (p[0] == '%' && p[1] == 'p') {
+      os::Message pid;
+      pid.dec(static_cast<uint64_t>(getpid()));
+      for (size_t i = 0; i < pid.length(); ++i) path[n++] = pid.data()[i];
+      ++p;
+    } else {
+      path[n++] = *p;
+    }
+  }
+  path[n] = '\0';
+  return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
 __attribute__((destructor)) void report_at_exit() {
-  if (base::option(base::kOptStats) != 0) mpcalloc_stats_print(2, 0);
+  long long format = base::option(base::kOptStats);
+  if (format == base::kOutputOff) return;
+  const char* path = base::option_path(base::kOptStats);
+  int fd = path[0] != '\0' ? open_stats_file(path) : -1;
+  mpcalloc_stats_print(fd >= 0 ? fd : 2, format == base::kOutputJson);
+  if (fd >= 0) close(fd);
 }
 }  // namespace

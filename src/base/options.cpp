@@ -1,55 +1,150 @@
-// The options table and its parsing.
+// The options table, its parsing, MPCALLOC_CONF and the warnings for what cannot be used.
 #include "base/options.h"
 
 #include "os/os_env.h"
+#include "os/os_message.h"
 
 namespace mpcalloc::base {
 namespace {
 
 constexpr OptionDesc kOptions[kOptCount] = {
-    {"check", "MPCALLOC_CHECK", OptionType::kBool, 0,
+    {"check", "MPCALLOC_CHECK", OptionType::kBool, 0, nullptr, false,
      "Check every free: double free, invalid or interior pointer, overflow past the block "
      "(canary). Reports the address and aborts. Slower: every call takes the slow path."},
-    {"verbose", "MPCALLOC_VERBOSE", OptionType::kBool, 0,
+    {"verbose", "MPCALLOC_VERBOSE", OptionType::kBool, 0, nullptr, false,
      "Print the effective option values on stderr at start-up."},
-    {"stats", "MPCALLOC_STATS", OptionType::kBool, 0,
-     "Print a statistics summary on stderr when the process exits."},
-    {"cache_max", "MPCALLOC_CACHE_MAX", OptionType::kSize, 256ll << 20,
-     "Most bytes of free OS blocks (segments, huge blocks) kept for reuse instead of being "
-     "returned to the OS. 0 returns everything at once. Accepts K, M, G suffixes."},
-    {"decay_ms", "MPCALLOC_DECAY_MS", OptionType::kMillis, 1000,
+    {"stats", "MPCALLOC_STATS", OptionType::kOutput, kOutputOff, nullptr, false,
+     "Print statistics when the process exits: `1` or `text` (human), `json`; on stderr, or "
+     "into a file with `text:PATH` / `json:PATH` (`%p` in PATH becomes the process id, so MPI "
+     "ranks and forked children write their own)."},
+    {"cache_max", "MPCALLOC_CACHE_MAX", OptionType::kSize, 256ll << 20, nullptr, true,
+     "Most bytes of free OS blocks (segments, huge blocks) each place (NUMA node) keeps for "
+     "reuse instead of returning them to the OS. 0 returns everything at once."},
+    {"decay_ms", "MPCALLOC_DECAY_MS", OptionType::kMillis, 1000, nullptr, true,
      "A cached free block unused for this many milliseconds is returned to the OS."},
+    {"numa", "MPCALLOC_NUMA", OptionType::kChoice, kNumaAuto, "auto|off|strict|interleave", false,
+     "NUMA placement. `auto`: with more than one node, a thread bound to one node's CPUs gets "
+     "memory of that node (also when memory is recycled), unbound threads get first-touch "
+     "memory; `off`: no NUMA handling; `strict`: like auto, and a bound thread never gets "
+     "memory placed on another node, even under memory pressure; `interleave`: like auto, and "
+     "huge blocks (over 1 MiB) are interleaved over the nodes."},
 };
 
+constexpr long long kMaxOptionValue = 1ll << 60;  // 1 EiB, 36 million years of milliseconds
+constexpr const char* kConfEnv = "MPCALLOC_CONF";
+
 constinit long long g_values[kOptCount] = {};
+constinit char g_paths[kOptCount][kOptionPathMax] = {};
 constinit bool g_loaded = false;
+
+char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// ASCII case-insensitive match of text[0..len) with a whole word (no libc locale machinery).
+bool same_word(const char* text, size_t len, const char* word) {
+  size_t i = 0;
+  for (; i < len && word[i] != '\0'; ++i) {
+    if (lower(text[i]) != word[i]) return false;
+  }
+  return i == len && word[i] == '\0';
+}
+size_t length(const char* s) {
+  size_t n = 0;
+  while (s[n] != '\0') ++n;
+  return n;
+}
+bool same_name(const char* a, const char* b) {
+  while (*a != '\0' && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+
+// Index of text[0..len) among the '|'-separated words, or -1.
+long long choice_index(const char* choices, const char* text, size_t len) {
+  long long index = 0;
+  for (const char* w = choices; *w != '\0'; ++index) {
+    const char* end = w;
+    while (*end != '\0' && *end != '|') ++end;
+    char word[32];
+    size_t n = static_cast<size_t>(end - w) < sizeof(word) - 1 ? static_cast<size_t>(end - w) : sizeof(word) - 1;
+    for (size_t i = 0; i < n; ++i) word[i] = w[i];
+    word[n] = '\0';
+    if (same_word(text, len, word)) return index;
+    w = *end == '|' ? end + 1 : end;
+  }
+  return -1;
+}
+
+void warn(const char* what, const char* name, const char* value, const char* why) {
+  os::Message m;
+  m.text("mpcalloc: warning: ").text(what).text(name);
+  if (value != nullptr) m.text("=").text(value);
+  m.text(": ").text(why).text("\n");
+  m.write_to(2);
+}
+
+const char* expected_form(const OptionDesc& d) {
+  switch (d.type) {
+    case OptionType::kBool: return "expected 0/1, yes/no or true/false; default kept";
+    case OptionType::kSize: return "expected a size such as 4096, 64K, 256M or 2G; default kept";
+    case OptionType::kMillis: return "expected milliseconds (digits only); default kept";
+    case OptionType::kChoice: return "expected one of the documented words; default kept";
+    case OptionType::kOutput: return "expected 0, 1, text, json, text:PATH or json:PATH; default kept";
+  }
+  return "default kept";
+}
+
+void store(unsigned id, long long v) { __atomic_store_n(&g_values[id], v, __ATOMIC_RELAXED); }
+
+// Applies "name=value" entries of MPCALLOC_CONF, separated by ',' (or whitespace).
+void load_conf(const char* conf) {
+  const char* p = conf;
+  while (*p != '\0') {
+    while (*p == ',' || *p == ' ' || *p == '\t') ++p;
+    if (*p == '\0') break;
+    const char* entry = p;
+    while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t') ++p;
+    char buf[kOptionPathMax + 64];
+    size_t n = static_cast<size_t>(p - entry) < sizeof(buf) - 1 ? static_cast<size_t>(p - entry) : sizeof(buf) - 1;
+    for (size_t i = 0; i < n; ++i) buf[i] = entry[i];
+    buf[n] = '\0';
+    char* eq = buf;
+    while (*eq != '\0' && *eq != '=') ++eq;
+    if (*eq != '=') {
+      warn("MPCALLOC_CONF entry ", buf, nullptr, "expected name=value; ignored");
+      continue;
+    }
+    *eq = '\0';
+    unsigned id = option_find(buf);
+    if (id == kOptCount) {
+      warn("unknown option in MPCALLOC_CONF: ", buf, eq + 1, "ignored");
+      continue;
+    }
+    long long v;
+    if (parse_option(kOptions[id], eq + 1, &v, g_paths[id])) store(id, v);
+    else warn("MPCALLOC_CONF: ", buf, eq + 1, expected_form(kOptions[id]));
+  }
+}
 
 }  // namespace
 
 const OptionDesc& option_desc(unsigned id) { return kOptions[id]; }
 
-namespace {
-constexpr long long kMaxOptionValue = 1ll << 60;  // 1 EiB, 36 million years of milliseconds
-
-// ASCII case-insensitive whole-word match (no libc locale machinery).
-bool same_word(const char* text, const char* word) {
-  for (; *word != '\0'; ++text, ++word) {
-    char c = *text;
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != *word) return false;
+unsigned option_find(const char* name) {
+  if (name == nullptr) return kOptCount;
+  for (unsigned i = 0; i < kOptCount; ++i) {
+    if (same_name(kOptions[i].name, name) || same_name(kOptions[i].env, name)) return i;
   }
-  return *text == '\0';
+  return kOptCount;
 }
-}  // namespace
 
 bool parse_option_value(const char* text, OptionType type, long long* out) {
   if (text == nullptr || *text == '\0') return false;
+  size_t len = length(text);
   if (type == OptionType::kBool) {
     static constexpr const char* kWords[2][5] = {{"0", "n", "no", "f", "false"},
                                                  {"1", "y", "yes", "t", "true"}};
     for (int value = 0; value < 2; ++value) {
       for (const char* w : kWords[value]) {
-        if (same_word(text, w)) {
+        if (same_word(text, len, w)) {
           *out = value;
           return true;
         }
@@ -88,20 +183,110 @@ bool parse_option_value(const char* text, OptionType type, long long* out) {
   return true;
 }
 
+bool parse_option(const OptionDesc& d, const char* text, long long* out, char* path) {
+  if (text == nullptr || *text == '\0') return false;
+  if (d.type == OptionType::kChoice) {
+    long long i = choice_index(d.choices, text, length(text));
+    if (i < 0) return false;
+    *out = i;
+    return true;
+  }
+  if (d.type != OptionType::kOutput) return parse_option_value(text, d.type, out);
+  const char* colon = text;
+  while (*colon != '\0' && *colon != ':') ++colon;
+  size_t word = static_cast<size_t>(colon - text);
+  long long format;
+  if (same_word(text, word, "text")) format = kOutputText;
+  else if (same_word(text, word, "json")) format = kOutputJson;
+  else if (*colon == '\0' && parse_option_value(text, OptionType::kBool, &format)) format = format ? kOutputText : kOutputOff;
+  else if (same_word(text, word, "off")) format = kOutputOff;
+  else return false;
+  if (*colon == ':') {
+    size_t n = length(colon + 1);
+    if (format == kOutputOff || n == 0 || n >= kOptionPathMax) return false;
+    if (path != nullptr) {
+      for (size_t i = 0; i <= n; ++i) path[i] = colon[1 + i];
+    }
+  } else if (path != nullptr) {
+    path[0] = '\0';
+  }
+  *out = format;
+  return true;
+}
+
 void options_load() {
   if (g_loaded) return;
+  for (unsigned i = 0; i < kOptCount; ++i) g_values[i] = kOptions[i].default_value;
+  if (const char* conf = os::env_get(kConfEnv)) load_conf(conf);
+  // The individual variables win over MPCALLOC_CONF: the more specific setting.
   for (unsigned i = 0; i < kOptCount; ++i) {
-    long long v = kOptions[i].default_value;
-    long long parsed;
-    if (parse_option_value(os::env_get(kOptions[i].env), kOptions[i].type, &parsed)) v = parsed;
-    g_values[i] = v;
+    const char* text = os::env_get(kOptions[i].env);
+    if (text == nullptr) continue;
+    long long v;
+    if (parse_option(kOptions[i], text, &v, g_paths[i])) g_values[i] = v;
+    else warn("", kOptions[i].env, text, expected_form(kOptions[i]));
+  }
+  // A misspelt name would otherwise be ignored without a word.
+  for (const char* const* e = os::environment(); e != nullptr && *e != nullptr; ++e) {
+    const char* v = *e;
+    if (v[0] != 'M' || !same_word(v, 9, "mpcalloc_")) continue;
+    char name[64];
+    size_t n = 0;
+    while (v[n] != '\0' && v[n] != '=' && n < sizeof(name) - 1) name[n] = v[n], ++n;
+    name[n] = '\0';
+    if (option_find(name) == kOptCount && !same_name(name, kConfEnv)) {
+      warn("unknown option ", name, nullptr, "ignored (see docs/OPTIONS.md)");
+    }
   }
   g_loaded = true;
 }
 
 long long option(unsigned id) {
   if (!g_loaded) options_load();
-  return id < kOptCount ? g_values[id] : -1;
+  return id < kOptCount ? __atomic_load_n(&g_values[id], __ATOMIC_RELAXED) : -1;
+}
+
+const char* option_path(unsigned id) { return id < kOptCount ? g_paths[id] : ""; }
+
+SetResult option_set(const char* name, const char* value) {
+  unsigned id = option_find(name);
+  if (id == kOptCount) return SetResult::kUnknown;
+  if (!kOptions[id].runtime) return SetResult::kFixed;
+  long long v;
+  if (!parse_option(kOptions[id], value, &v, nullptr)) return SetResult::kBadValue;
+  if (!g_loaded) options_load();
+  store(id, v);
+  return SetResult::kOk;
+}
+
+void format_option(unsigned id, char* buf, size_t cap) {
+  if (cap == 0) return;
+  os::Message m;
+  const OptionDesc& d = kOptions[id];
+  long long v = option(id);
+  switch (d.type) {
+    case OptionType::kChoice: {
+      const char* w = d.choices;
+      for (long long i = 0; i < v && *w != '\0'; ++i) {
+        while (*w != '\0' && *w != '|') ++w;
+        if (*w == '|') ++w;
+      }
+      for (; *w != '\0' && *w != '|'; ++w) {
+        char c[2] = {*w, '\0'};
+        m.text(c);
+      }
+      break;
+    }
+    case OptionType::kOutput:
+      m.text(v == kOutputJson ? "json" : v == kOutputText ? "text" : "0");
+      if (v != kOutputOff && g_paths[id][0] != '\0') m.text(":").text(g_paths[id]);
+      break;
+    default:
+      m.dec(static_cast<uint64_t>(v));
+  }
+  size_t n = m.length() < cap - 1 ? m.length() : cap - 1;
+  for (size_t i = 0; i < n; ++i) buf[i] = m.data()[i];
+  buf[n] = '\0';
 }
 
 }  // namespace mpcalloc::base

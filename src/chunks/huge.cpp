@@ -67,11 +67,11 @@ bool over_reserve() {
 
 }  // namespace
 
-HugeResult huge_alloc(size_t size, size_t align, bool want_zero) {
+HugeResult huge_alloc(size_t size, size_t align, bool want_zero, int place) {
   size_t off = user_offset_for(align);
   size_t map_size = base::align_up(off + size, os::kPageSize);
   if (map_size < size) return {nullptr, false};
-  source::SegmentHeader* seg = source::acquire_huge(map_size, want_zero);
+  source::SegmentHeader* seg = source::acquire_huge(map_size, want_zero, place);
   if (seg == nullptr) return {nullptr, false};
   reinterpret_cast<HugeHeader*>(seg)->user_offset = off;
   reinterpret_cast<HugeHeader*>(seg)->requested = size;

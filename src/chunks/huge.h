@@ -20,8 +20,9 @@ struct HugeResult {
   bool is_zero;
 };
 
-// align < kSegmentSize. {nullptr,false} when out of memory.
-HugeResult huge_alloc(size_t size, size_t align, bool want_zero);
+// align < kSegmentSize, at `place` (source::kPlace*, or a NUMA node). {nullptr,false} when
+// out of memory.
+HugeResult huge_alloc(size_t size, size_t align, bool want_zero, int place);
 void huge_free(source::SegmentHeader* seg);
 size_t huge_usable(const source::SegmentHeader* seg);
 // New user pointer (possibly moved, contents kept) or nullptr (block unchanged).

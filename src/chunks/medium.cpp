@@ -84,7 +84,7 @@ Chunk* find_fit(MediumState& s, size_t need) {
 }
 
 Chunk* new_segment(MediumState& s) {
-  source::SegmentHeader* h = source::acquire_segment(source::SegmentKind::kMedium, s.owner);
+  source::SegmentHeader* h = source::acquire_segment(source::SegmentKind::kMedium, s.owner, s.place);
   if (h == nullptr) return nullptr;
   s.segments.push_front(h);
   ++s.segment_count;

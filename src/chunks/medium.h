@@ -45,6 +45,7 @@ struct MediumState {
   base::IntrusiveList<source::SegmentHeader> segments;
   size_t segment_count;
   void* owner;
+  int place;          // where its segments come from (source::kPlace*, or a NUMA node)
 };
 
 inline Chunk* chunk_of(const void* p) {

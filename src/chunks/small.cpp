@@ -30,14 +30,14 @@ Block* carve(RunMeta* r, size_t bytes, Block* tail) {
     p += bs;
   }
   reinterpret_cast<Block*>(p)->next = tail;
-  r->bump = p + bs;
+  set_run_bump(r, p + bs);
   return head;
 }
 
 RunMeta* new_run(SmallState& s, unsigned cls) {
   source::SegmentHeader* h = s.segments.head;
   if (h == nullptr) {
-    h = source::acquire_segment(source::SegmentKind::kSmall, s.owner);
+    h = source::acquire_segment(source::SegmentKind::kSmall, s.owner, s.place);
     if (h == nullptr) return nullptr;
     reinterpret_cast<SmallSegment*>(h)->free_runs = kAllRunsFree;
     s.segments.push_front(h);
@@ -52,8 +52,8 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
   r->cls = static_cast<uint8_t>(cls);
   r->index = static_cast<uint8_t>(idx);
   run_local_free(r) = nullptr;
-  r->bump = run_start(r);
-  r->bump_end = r->bump + (kRunSize / bs) * bs;
+  set_run_bump(r, run_start(r));
+  r->bump_end = run_start(r) + (kRunSize / bs) * bs;
   r->next = r->prev = nullptr;
   // The segment may come dirty from the cache (medium data or an earlier run's bits there).
   if (s.check_bitmaps) std::memset(run_check_bitmap(r), 0, kCheckBitmapBytes);
@@ -63,7 +63,7 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
 void release_run(SmallState& s, RunMeta* r) {
   uintptr_t base = run_segment_base(r);
   SmallSegment* seg = small_segment(base);
-  r->state = kRunUnused;
+  set_run_state(r, kRunUnused);
   run_owner_key(r) = nullptr;
   run_local_free(r) = nullptr;
   if (seg->free_runs == 0) s.segments.push_front(&seg->h);
@@ -142,7 +142,7 @@ Block* small_refill(SmallState& s, unsigned cls) {
     if (Block* list = small_take_local(r)) return list;
     if (r->bump < r->bump_end) return carve(r, kCarveBytes, nullptr);
     // Every block is out: frees to it now take the slow path, which puts it back in play.
-    r->state = kRunFull;
+    set_run_state(r, kRunFull);
     run_owner_key(r) = s.slow_key;
     s.active[cls] = nullptr;
   }
@@ -157,7 +157,7 @@ Block* small_refill(SmallState& s, unsigned cls) {
     if (r == nullptr) return nullptr;
     list = carve(r, kFirstCarveBytes, nullptr);
   }
-  r->state = kRunActive;
+  set_run_state(r, kRunActive);
   run_owner_key(r) = s.key;
   s.active[cls] = r;
   return list;
@@ -179,7 +179,7 @@ void small_free_local(SmallState& s, RunMeta* r, Block* b) {
     // Back in play, at the end of the queue: refills take the run that has been partial the
     // longest, so it has gathered the most frees (taking the newest, with its one block, made
     // every refill yield a single block and the run full again at once).
-    r->state = kRunPartial;
+    set_run_state(r, kRunPartial);
     run_owner_key(r) = s.key;
     s.partial[r->cls].push_back(r);
   }

@@ -63,6 +63,13 @@ inline constexpr size_t kCheckBitmapOffset = 8192;
 inline constexpr size_t kCheckBitmapBytes = kRunSize / 16 / 8;  // one bit per 16-byte slot
 static_assert(kCheckBitmapOffset + kRunsPerSegment * kCheckBitmapBytes <= kRunSize);
 
+// A run's bump pointer and state are read by checked frees of other threads while the owner
+// carves the run: those reads and the owner's writes are relaxed atomics (plain moves).
+inline char* run_bump(const RunMeta* r) { return __atomic_load_n(&r->bump, __ATOMIC_RELAXED); }
+inline void set_run_bump(RunMeta* r, char* b) { __atomic_store_n(&r->bump, b, __ATOMIC_RELAXED); }
+inline uint8_t run_state(const RunMeta* r) { return __atomic_load_n(&r->state, __ATOMIC_RELAXED); }
+inline void set_run_state(RunMeta* r, uint8_t s) { __atomic_store_n(&r->state, s, __ATOMIC_RELAXED); }
+
 inline RunTable* run_table_of(const void* p) {
   return reinterpret_cast<RunTable*>(reinterpret_cast<uintptr_t>(p) & ~source::kSegmentMask);
 }
@@ -96,6 +103,7 @@ struct SmallState {
                         // thread pointer, or slow_key when no thread owns the heap
   const void* slow_key; // owner_key for runs whose frees must take the slow path
   void* owner;          // the heap, recorded in segment headers
+  int place;            // where its segments come from (source::kPlace*, or a NUMA node)
   bool check_bitmaps;   // checked mode: a new run starts with a clear occupancy bitmap
 };
 

@@ -137,5 +137,7 @@ struct HeapStats {
 HeapStats stats();
 
 void global_init();
+// Passes the runtime options (budgets, decay) on to the layers below, after a change.
+void apply_options();
 
 }  // namespace mpcalloc::heap

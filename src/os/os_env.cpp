@@ -23,6 +23,8 @@ const char* env_get(const char* name) {
   return nullptr;
 }
 
+const char* const* environment() { return environ; }
+
 uint64_t now_ms() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

@@ -1,5 +1,5 @@
-// Where segments and huge blocks come from and go back to: a cache of free OS blocks under a
-// byte budget with time decay, and the registry of live segment bases (for checked frees).
+// Where segments and huge blocks come from and go back to: per-place caches of free OS blocks
+// under a byte budget with time decay, and the registry of live segment bases (checked frees).
 // Layer source: called by chunks and heap; calls os.
 #pragma once
 #include <cstddef>
@@ -9,26 +9,33 @@
 
 namespace mpcalloc::source {
 
+// Places (see place.h): NUMA nodes 0..kMaxNodes-1, then these two.
+inline constexpr int kMaxNodes = 64;
+inline constexpr int kPlaceAny = kMaxNodes;              // first touch: unbound threads, NUMA off
+inline constexpr int kPlaceInterleaved = kMaxNodes + 1;  // huge blocks spread over the nodes
+inline constexpr int kPlaces = kMaxNodes + 2;
+
 struct SourceConfig {
-  size_t cache_max_bytes;  // free bytes kept from the OS at most
+  size_t cache_max_bytes;  // free bytes each place keeps from the OS at most
   uint64_t decay_ms;       // a cached block unused this long goes back to the OS
 };
 void configure(const SourceConfig& cfg);
 
-// A segment of kSegmentSize for a small or medium chunk manager, run table zeroed.
-SegmentHeader* acquire_segment(SegmentKind kind, void* owner);
+// A segment of kSegmentSize for a small or medium chunk manager at `place`, run table zeroed.
+SegmentHeader* acquire_segment(SegmentKind kind, void* owner, int place);
 void release_segment(SegmentHeader* seg);
 
-// A block of at least `map_size` bytes (page multiple), aligned to kSegmentSize; the header
-// is set up with kind kHuge and map_size = the real size. `want_zero`: prefer memory known zero.
-SegmentHeader* acquire_huge(size_t map_size, bool want_zero);
+// A block of at least `map_size` bytes (page multiple), aligned to kSegmentSize, at `place`;
+// the header is set up with kind kHuge and map_size = the real size, and the run table at its
+// base reads zero (the free fast path looks there). `want_zero`: prefer memory known zero.
+SegmentHeader* acquire_huge(size_t map_size, bool want_zero, int place);
 void release_huge(SegmentHeader* seg);
 // Resize a huge block to new_map_size without copying (mremap); may move it. nullptr on
 // failure (the old block is left intact).
 SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size);
 
 // Blocks aligned to kSegmentSize or more, with no header (the chunk layer keeps their sizes):
-// mapped and unmapped here so they count in the stats as huge blocks.
+// mapped and unmapped here so they count in the stats as huge blocks of place kPlaceAny.
 void* map_overaligned(size_t map_size, size_t align);
 void unmap_overaligned(void* p, size_t map_size);
 
@@ -47,10 +54,12 @@ struct SourceStats {
   size_t huge_count;
   size_t huge_bytes;
   size_t cached_bytes;
+  uint64_t unmap_failures;
 };
-SourceStats stats();
+// The whole process (place < 0) or one place. Each place's figures are one consistent snapshot.
+SourceStats stats(int place = -1);
 
-// fork support: the source's lock taken before fork, released after.
+// fork support: every place's lock taken before fork, released after.
 void fork_prepare();
 void fork_parent();
 void fork_child();

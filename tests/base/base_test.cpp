@@ -408,13 +408,55 @@ TEST(Options, TrailingGarbageIsRejected) {
   EXPECT_EQ(v, 5);
 }
 
+TEST(Options, ChoicesAndOutputsParseWholeWords) {
+  const OptionDesc& numa = option_desc(kOptNuma);
+  long long v = -1;
+  EXPECT_TRUE(parse_option(numa, "strict", &v, nullptr));
+  EXPECT_EQ(v, kNumaStrict);
+  EXPECT_TRUE(parse_option(numa, "INTERLEAVE", &v, nullptr));
+  EXPECT_EQ(v, kNumaInterleave);
+  for (const char* bad : {"stric", "strictly", "", "auto|off", "1"}) {
+    v = 42;
+    EXPECT_FALSE(parse_option(numa, bad, &v, nullptr)) << bad;
+    EXPECT_EQ(v, 42);
+  }
+  const OptionDesc& stats = option_desc(kOptStats);
+  char path[kOptionPathMax] = "unchanged";
+  EXPECT_TRUE(parse_option(stats, "json:/tmp/s.%p.json", &v, path));
+  EXPECT_EQ(v, kOutputJson);
+  EXPECT_STREQ(path, "/tmp/s.%p.json");
+  EXPECT_TRUE(parse_option(stats, "1", &v, path));
+  EXPECT_EQ(v, kOutputText);
+  EXPECT_STREQ(path, "") << "no file: stderr";
+  EXPECT_TRUE(parse_option(stats, "no", &v, path));
+  EXPECT_EQ(v, kOutputOff);
+  EXPECT_TRUE(parse_option(stats, "text:out.txt", &v, path));
+  EXPECT_EQ(v, kOutputText);
+  EXPECT_STREQ(path, "out.txt");
+  for (const char* bad : {"json:", "xml", "off:f", "1:f", "jsonx"}) {
+    EXPECT_FALSE(parse_option(stats, bad, &v, path)) << bad;
+  }
+  std::string long_path = "json:" + std::string(kOptionPathMax, 'a');
+  EXPECT_FALSE(parse_option(stats, long_path.c_str(), &v, path));
+}
+
+TEST(Options, FoundByNameOrVariable) {
+  EXPECT_EQ(option_find("cache_max"), kOptCacheMax);
+  EXPECT_EQ(option_find("MPCALLOC_CACHE_MAX"), kOptCacheMax);
+  EXPECT_EQ(option_find("cache_maxx"), kOptCount);
+  EXPECT_EQ(option_find("CACHE_MAX"), kOptCount);
+  EXPECT_EQ(option_find(nullptr), kOptCount);
+}
+
 TEST(Options, LoadedOnceFromTheEnvironmentWithDefaultsForBadValues) {
   // Each test runs in its own process under ctest; nothing else in this binary loads options.
   setenv("MPCALLOC_DECAY_MS", "1234", 1);
   setenv("MPCALLOC_CACHE_MAX", "64M", 1);
   setenv("MPCALLOC_STATS", "bogus", 1);
+  setenv("MPCALLOC_CONF", "decay_ms=99,numa=strict,verbose=maybe", 1);
   unsetenv("MPCALLOC_VERBOSE");
   options_load();
+  EXPECT_EQ(option(kOptNuma), kNumaStrict) << "from MPCALLOC_CONF";
   EXPECT_EQ(option(kOptDecayMs), 1234);
   EXPECT_EQ(option(kOptCacheMax), 64ll << 20);
   EXPECT_EQ(option(kOptStats), option_desc(kOptStats).default_value);
@@ -426,4 +468,20 @@ TEST(Options, LoadedOnceFromTheEnvironmentWithDefaultsForBadValues) {
   unsetenv("MPCALLOC_DECAY_MS");
   unsetenv("MPCALLOC_CACHE_MAX");
   unsetenv("MPCALLOC_STATS");
+  unsetenv("MPCALLOC_CONF");
+}
+
+TEST(Options, SetAtRunTimeParsesLikeTheEnvironmentAndKeepsTheOldValueOnErrors) {
+  options_load();
+  long long before = option(kOptDecayMs);
+  EXPECT_EQ(option_set("decay_ms", "250"), SetResult::kOk);
+  EXPECT_EQ(option(kOptDecayMs), 250);
+  EXPECT_EQ(option_set("MPCALLOC_CACHE_MAX", "64M"), SetResult::kOk);
+  EXPECT_EQ(option(kOptCacheMax), 64ll << 20);
+  EXPECT_EQ(option_set("decay_ms", "soon"), SetResult::kBadValue);
+  EXPECT_EQ(option(kOptDecayMs), 250);
+  EXPECT_EQ(option_set("decay", "1"), SetResult::kUnknown);
+  EXPECT_EQ(option_set("check", "1"), SetResult::kFixed);
+  EXPECT_EQ(option(kOptCheck), 0);
+  EXPECT_EQ(option_set("decay_ms", std::to_string(before).c_str()), SetResult::kOk);
 }

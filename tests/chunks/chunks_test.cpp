@@ -236,7 +236,7 @@ TEST(Medium, AlignedAndClassified) {
 }
 
 TEST(Huge, AllocUsableResize) {
-  HugeResult r = huge_alloc(5 * kMiB, 16, true);
+  HugeResult r = huge_alloc(5 * kMiB, 16, true, 0);
   ASSERT_NE(r.p, nullptr);
   EXPECT_TRUE(r.is_zero);
   auto* seg = source::segment_header(source::segment_base_of(r.p));
@@ -251,7 +251,7 @@ TEST(Huge, AllocUsableResize) {
   auto* seg2 = source::segment_header(source::segment_base_of(q));
   EXPECT_GE(huge_usable(seg2), 50 * kMiB);
   huge_free(seg2);
-  HugeResult a = huge_alloc(2 * kMiB, 1 << 20, false);
+  HugeResult a = huge_alloc(2 * kMiB, 1 << 20, false, 0);
   ASSERT_NE(a.p, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(a.p) % (1 << 20), 0u);
   huge_free(source::segment_header(source::segment_base_of(a.p)));
@@ -580,7 +580,7 @@ TEST(Medium, ClassifyOutsideTheArena) {
 
 TEST(Huge, AlignmentsAndUsable) {
   for (size_t align : {size_t{16}, size_t{64}, size_t{4096}, size_t{1} << 20, size_t{2} << 20}) {
-    HugeResult r = huge_alloc(kMediumMax + 12345, align, false);
+    HugeResult r = huge_alloc(kMediumMax + 12345, align, false, 0);
     ASSERT_NE(r.p, nullptr);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(r.p) % align, 0u);
     auto* seg = source::segment_header(source::segment_base_of(r.p));
@@ -595,7 +595,7 @@ TEST(Huge, AlignmentsAndUsable) {
 }
 
 TEST(Huge, ResizeShrinksKeepingContents) {
-  HugeResult r = huge_alloc(40 * kMiB, 16, false);
+  HugeResult r = huge_alloc(40 * kMiB, 16, false, 0);
   ASSERT_NE(r.p, nullptr);
   auto* seg = source::segment_header(source::segment_base_of(r.p));
   auto* c = static_cast<unsigned char*>(r.p);
@@ -624,10 +624,10 @@ TEST(Huge, ResizeShrinksKeepingContents) {
 // in again. Only a real shrink (below the last request, to under half) gives the tail back.
 TEST(Huge, GrowthInsideALargerCachedBlockDoesNoSyscall) {
   source::configure({256 * kMiB, 60000});
-  HugeResult big = huge_alloc(3 * kMiB, 16, false);
+  HugeResult big = huge_alloc(3 * kMiB, 16, false, 0);
   ASSERT_NE(big.p, nullptr);
   huge_free(source::segment_header(source::segment_base_of(big.p)));  // into the cache
-  HugeResult r = huge_alloc(kMiB + 4096, 16, false);
+  HugeResult r = huge_alloc(kMiB + 4096, 16, false, 0);
   ASSERT_NE(r.p, nullptr);
   auto* seg = source::segment_header(source::segment_base_of(r.p));
   ASSERT_GE(huge_usable(seg), 3 * kMiB) << "expected the cached 3 MiB block back";
@@ -647,11 +647,11 @@ TEST(Huge, GrowthInsideALargerCachedBlockDoesNoSyscall) {
 
 TEST(Huge, ZeroRequestOnAReusedBlockReadsZero) {
   source::configure({256 * kMiB, 60000});
-  HugeResult r = huge_alloc(6 * kMiB, 16, false);
+  HugeResult r = huge_alloc(6 * kMiB, 16, false, 0);
   ASSERT_NE(r.p, nullptr);
   std::memset(r.p, 0xee, 6 * kMiB);
   huge_free(source::segment_header(source::segment_base_of(r.p)));
-  HugeResult z = huge_alloc(6 * kMiB, 16, true);
+  HugeResult z = huge_alloc(6 * kMiB, 16, true, 0);
   ASSERT_NE(z.p, nullptr);
   EXPECT_EQ(z.p, r.p);  // the cached block came back
   ASSERT_TRUE(z.is_zero);

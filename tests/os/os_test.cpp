@@ -109,13 +109,6 @@ TEST(OsEnv, FindsAndMisses) {
   EXPECT_EQ(os::env_get("MPCALLOC_UNIT_X"), nullptr);
 }
 
-TEST(OsEnv, ClockIsMonotonic) {
-  uint64_t a = os::now_ms();
-  uint64_t b = os::now_ms();
-  EXPECT_GE(b, a);
-  EXPECT_GT(a, 0u);
-}
-
 TEST(OsMemory, MapAlignedIsZeroAndDisjointOverRepeatedCalls) {
   // Repeated calls exercise both the hint path and the over-map-and-trim path.
   constexpr size_t kSize = 4 << 20, kAlign = 4 << 20;

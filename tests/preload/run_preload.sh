@@ -14,12 +14,30 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "SKIP: $1 not installed"; exi
 fail() { echo "FAIL: $*"; exit 1; }
 [ -f "$lib" ] || fail "no library at $lib"
 
-# compare NAME CMD...: runs CMD twice (glibc, then mpcalloc) and compares stdout.
+# proven NAME DIR: every process that ran under mpcalloc wrote its JSON statistics into DIR
+# (MPCALLOC_STATS=json:DIR/%p.json); at least one did, and allocated through mpcalloc.
+proven() {
+  local name=$1 dir=$2
+  python3 - "$dir" <<'PY' || fail "$name: no proof that mpcalloc was the allocator (stats in $dir)"
+import json, os, sys
+d = sys.argv[1]
+files = sorted(os.listdir(d))
+stats = [json.load(open(os.path.join(d, f)))["mpcalloc"] for f in files]
+used = [s for s in stats if s["mapped_bytes"] > 0 and s["heap_count"] > 0]
+print(f"  {len(files)} process(es) wrote mpcalloc stats, {len(used)} allocated through it")
+sys.exit(0 if used else 1)
+PY
+}
+
+# compare NAME CMD...: runs CMD twice (glibc, then mpcalloc) and compares stdout; the mpcalloc
+# run must prove it ran under mpcalloc (its processes write their statistics to files).
 compare() {
   local name=$1
   shift
   "$@" >"$work/$name.glibc" 2>"$work/$name.glibc.err" || fail "$name failed without preload: $(tail -5 "$work/$name.glibc.err")"
-  LD_PRELOAD=$lib "$@" >"$work/$name.mpc" 2>"$work/$name.mpc.err" || fail "$name failed under mpcalloc: $(tail -5 "$work/$name.mpc.err")"
+  mkdir -p "$work/$name.stats"
+  LD_PRELOAD=$lib MPCALLOC_STATS="json:$work/$name.stats/%p.json" "$@" >"$work/$name.mpc" 2>"$work/$name.mpc.err" ||
+    fail "$name failed under mpcalloc: $(tail -5 "$work/$name.mpc.err")"
   if grep -q 'cannot be preloaded' "$work/$name.mpc.err"; then
     fail "$name: the dynamic loader did not preload $lib: $(grep -m1 'cannot be preloaded' "$work/$name.mpc.err")"
   fi
@@ -27,6 +45,7 @@ compare() {
     diff "$work/$name.glibc" "$work/$name.mpc" | head -20
     fail "$name: output differs under mpcalloc"
   fi
+  proven "$name" "$work/$name.stats"
   echo "ok: $name ($(wc -l <"$work/$name.mpc") lines identical)"
 }
 
@@ -150,7 +169,24 @@ JOB
     echo "$out" | grep -q '^mpcalloc:   mapped_bytes = [1-9]' || fail "no mpcalloc stats: $out"
     out=$(MPCALLOC_VERBOSE=1 LD_PRELOAD=$lib /bin/true 2>&1)
     echo "$out" | grep -q 'MPCALLOC_CACHE_MAX=' || fail "MPCALLOC_VERBOSE printed nothing: $out"
-    echo "ok: stats and verbose output present"
+    # MPCALLOC_CONF sets several options; an individual variable wins over it.
+    out=$(MPCALLOC_CONF="cache_max=64M,decay_ms=200" MPCALLOC_DECAY_MS=300 MPCALLOC_VERBOSE=1 LD_PRELOAD=$lib /bin/true 2>&1)
+    echo "$out" | grep -q 'MPCALLOC_CACHE_MAX=67108864$' || fail "MPCALLOC_CONF not applied: $out"
+    echo "$out" | grep -q 'MPCALLOC_DECAY_MS=300$' || fail "the variable should win over MPCALLOC_CONF: $out"
+    # Bad values and misspelt names are not silent: one warning line each, defaults kept.
+    out=$(MPCALLOC_CACHE_MAX=abc MPCALLOC_CAHCE_MAX=1 MPCALLOC_VERBOSE=1 LD_PRELOAD=$lib /bin/true 2>&1)
+    echo "$out" | grep -q '^mpcalloc: warning: MPCALLOC_CACHE_MAX=abc: expected a size' || fail "no warning for a bad value: $out"
+    echo "$out" | grep -q '^mpcalloc: warning: unknown option MPCALLOC_CAHCE_MAX' || fail "no warning for a misspelt name: $out"
+    echo "$out" | grep -q 'MPCALLOC_CACHE_MAX=268435456$' || fail "default not kept: $out"
+    [ "$(echo "$out" | grep -c warning)" = 2 ] || fail "expected exactly 2 warning lines: $out"
+    out=$(LD_PRELOAD=$lib /bin/true 2>&1)
+    [ -z "$out" ] || fail "a clean environment must print nothing: $out"
+    # JSON statistics into a file per process (%p), parsed by python3's json.
+    mkdir -p jstats
+    MPCALLOC_STATS="json:$work/jstats/s.%p.json" LD_PRELOAD=$lib /usr/bin/python3 -c "x = [bytes(5000) for _ in range(1000)]" ||
+      fail "python3 under MPCALLOC_STATS=json:PATH failed"
+    proven stats-json "$work/jstats"
+    echo "ok: stats, verbose, MPCALLOC_CONF, warnings, JSON stats file"
     ;;
   check)
     # Real programs run clean with every free checked.

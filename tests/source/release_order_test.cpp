@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdarg>
 #include <cstring>
 #include <sys/mman.h>
@@ -33,8 +34,14 @@ void check_released(uintptr_t from, uintptr_t to) {
 }
 }  // namespace
 
+std::atomic<bool> g_fail_next_munmap{false};
+
 extern "C" int munmap(void* addr, size_t len) {
   g_munmaps.fetch_add(1);
+  if (g_fail_next_munmap.exchange(false)) {
+    errno = ENOMEM;  // what the kernel says when a split would pass vm.max_map_count
+    return -1;
+  }
   uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   check_released(a, a + len);
   return static_cast<int>(syscall(SYS_munmap, addr, len));
@@ -66,7 +73,7 @@ TEST(ReleaseOrder, MovedHugeBlockIsUnregisteredBeforeItsOldRangeGoes) {
   g_violation.store(0);
   unsigned moves0 = g_moves.load();
   for (int round = 0; round < 8; ++round) {
-    SegmentHeader* h = acquire_huge(2 * kMiB + 4096 * round, false);
+    SegmentHeader* h = acquire_huge(2 * kMiB + 4096 * round, false, 0);
     ASSERT_NE(h, nullptr);
     uintptr_t base = segment_base(h);
     // Occupy the page after the block so growth in place is impossible: resize must move.
@@ -100,8 +107,8 @@ TEST(ReleaseOrder, EvictionTrimAndZeroBudgetReleaseUnregisteredRanges) {
   unsigned munmaps0 = g_munmaps.load();
   SegmentHeader* blocks[12];
   for (int i = 0; i < 12; ++i) {
-    blocks[i] = i % 3 == 0 ? acquire_segment(SegmentKind::kSmall, nullptr)
-                           : acquire_huge((2 + i) * kMiB, false);
+    blocks[i] = i % 3 == 0 ? acquire_segment(SegmentKind::kSmall, nullptr, 0)
+                           : acquire_huge((2 + i) * kMiB, false, 0);
     ASSERT_NE(blocks[i], nullptr);
   }
   for (int i = 0; i < 12; ++i) {
@@ -110,11 +117,35 @@ TEST(ReleaseOrder, EvictionTrimAndZeroBudgetReleaseUnregisteredRanges) {
   }
   trim_cache();
   configure({0, 60000});
-  SegmentHeader* h = acquire_huge(5 * kMiB, false);
+  SegmentHeader* h = acquire_huge(5 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   release_huge(h);  // budget 0: unmapped at once
   configure({256 * kMiB, 60000});
   EXPECT_GT(g_munmaps.load() - munmaps0, 8u) << "the library's munmap calls reach the symbol";
   EXPECT_EQ(g_violation.load(), 0u) << "segment base 0x" << std::hex << g_violation.load()
                                     << " was still registered when its range was released";
+}
+
+TEST(ReleaseOrder, BlockTheKernelRefusesToUnmapStaysCachedAndCounted) {
+  configure({256 * kMiB, 60000});
+  trim_cache();
+  SegmentHeader* h = acquire_huge(6 * kMiB, false, 0);
+  ASSERT_NE(h, nullptr);
+  uintptr_t base = segment_base(h);
+  size_t size = h->map_size;
+  release_huge(h);
+  SourceStats before = stats();
+  ASSERT_EQ(before.cached_bytes, size);
+  g_fail_next_munmap = true;
+  EXPECT_EQ(trim_cache(), size);
+  SourceStats failed = stats();
+  EXPECT_EQ(failed.mapped_bytes, before.mapped_bytes) << "still mapped, still counted";
+  EXPECT_EQ(failed.cached_bytes, size) << "back in the cache for a later try";
+  EXPECT_EQ(failed.unmap_failures, before.unmap_failures + 1);
+  EXPECT_TRUE(is_registered(base));
+  // The next trim succeeds.
+  trim_cache();
+  EXPECT_EQ(stats().mapped_bytes, before.mapped_bytes - size);
+  EXPECT_EQ(stats().cached_bytes, 0u);
+  EXPECT_FALSE(is_registered(base));
 }

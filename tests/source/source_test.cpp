@@ -9,6 +9,7 @@
 
 #include "os/os_memory.h"
 #include "source/block_source.h"
+#include "source/place.h"
 
 using namespace mpcalloc::source;
 
@@ -23,7 +24,7 @@ void reset(size_t budget = 256 * kMiB) {
 TEST(Source, SegmentIsAlignedRegisteredAndHeaded) {
   reset();
   int owner = 0;
-  SegmentHeader* s = acquire_segment(SegmentKind::kSmall, &owner);
+  SegmentHeader* s = acquire_segment(SegmentKind::kSmall, &owner, 0);
   ASSERT_NE(s, nullptr);
   uintptr_t base = segment_base(s);
   EXPECT_EQ(base % kSegmentSize, 0u);
@@ -44,13 +45,13 @@ TEST(Source, SegmentIsAlignedRegisteredAndHeaded) {
 
 TEST(Source, ReleasedSegmentIsReusedFromCache) {
   reset();
-  SegmentHeader* a = acquire_segment(SegmentKind::kMedium, nullptr);
+  SegmentHeader* a = acquire_segment(SegmentKind::kMedium, nullptr, 0);
   ASSERT_NE(a, nullptr);
   std::memset(reinterpret_cast<void*>(segment_base(a)), 0xee, kRunTableBytes);
   SourceStats before = stats();
   release_segment(a);
   EXPECT_EQ(stats().cached_bytes, before.cached_bytes + kSegmentSize);
-  SegmentHeader* b = acquire_segment(SegmentKind::kSmall, nullptr);
+  SegmentHeader* b = acquire_segment(SegmentKind::kSmall, nullptr, 0);
   EXPECT_EQ(b, a);  // same block, no new mapping
   EXPECT_EQ(stats().mapped_bytes, before.mapped_bytes);
   const auto* table = reinterpret_cast<const unsigned char*>(segment_base(b));
@@ -62,8 +63,8 @@ TEST(Source, ReleasedSegmentIsReusedFromCache) {
 TEST(Source, ZeroBudgetReturnsEverythingAtOnce) {
   reset(0);
   SourceStats before = stats();
-  SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr);
-  SegmentHeader* h = acquire_huge(10 * kMiB, false);
+  SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr, 0);
+  SegmentHeader* h = acquire_huge(10 * kMiB, false, 0);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(h, nullptr);
   release_segment(a);
@@ -77,7 +78,7 @@ TEST(Source, ZeroBudgetReturnsEverythingAtOnce) {
 TEST(Source, HugeBlockCountsAndZero) {
   reset();
   SourceStats before = stats();
-  SegmentHeader* h = acquire_huge(6 * kMiB + 5, true);
+  SegmentHeader* h = acquire_huge(6 * kMiB + 5, true, 0);
   ASSERT_NE(h, nullptr);
   EXPECT_EQ(segment_base(h) % kSegmentSize, 0u);
   EXPECT_GE(h->map_size, 6 * kMiB + 5);
@@ -92,14 +93,14 @@ TEST(Source, HugeBlockCountsAndZero) {
 
 TEST(Source, LargeCachedBlockIsSplitAndMergesBack) {
   reset();
-  SegmentHeader* big = acquire_huge(40 * kMiB, false);
+  SegmentHeader* big = acquire_huge(40 * kMiB, false, 0);
   ASSERT_NE(big, nullptr);
   uintptr_t base = segment_base(big);
   size_t full = big->map_size;
   release_huge(big);
   SourceStats mid = stats();
   // A small request takes the front of the cached block without a new mapping.
-  SegmentHeader* front = acquire_huge(5 * kMiB, false);
+  SegmentHeader* front = acquire_huge(5 * kMiB, false, 0);
   ASSERT_NE(front, nullptr);
   EXPECT_EQ(segment_base(front), base);
   EXPECT_LT(front->map_size, full);
@@ -108,7 +109,7 @@ TEST(Source, LargeCachedBlockIsSplitAndMergesBack) {
   EXPECT_TRUE(is_registered(base + front->map_size));
   release_huge(front);
   // Merged again: a request for the whole size gets the same block back.
-  SegmentHeader* whole = acquire_huge(full - 4096, false);
+  SegmentHeader* whole = acquire_huge(full - 4096, false, 0);
   ASSERT_NE(whole, nullptr);
   EXPECT_EQ(segment_base(whole), base);
   EXPECT_EQ(whole->map_size, full);
@@ -118,7 +119,7 @@ TEST(Source, LargeCachedBlockIsSplitAndMergesBack) {
 
 TEST(Source, ResizeHugeKeepsContentsGrowAndShrink) {
   reset();
-  SegmentHeader* h = acquire_huge(3 * kMiB, false);
+  SegmentHeader* h = acquire_huge(3 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   auto* p = reinterpret_cast<unsigned char*>(segment_base(h) + 8192);
   for (size_t i = 0; i < 2 * kMiB; ++i) p[i] = static_cast<unsigned char>(i * 13);
@@ -160,7 +161,7 @@ bool reads_zero(uintptr_t from, uintptr_t to) {
 TEST(Source, FreshSegmentMovesStatsAndTrimUndoesIt) {
   reset();
   SourceStats s0 = stats();
-  SegmentHeader* a = acquire_segment(SegmentKind::kMedium, nullptr);
+  SegmentHeader* a = acquire_segment(SegmentKind::kMedium, nullptr, 0);
   ASSERT_NE(a, nullptr);
   EXPECT_TRUE(a->is_zero);
   EXPECT_TRUE(a->is_segment);
@@ -184,8 +185,8 @@ TEST(Source, FreshSegmentMovesStatsAndTrimUndoesIt) {
 
 TEST(Source, ZeroBudgetUnregistersAtOnce) {
   reset(0);
-  SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr);
-  SegmentHeader* h = acquire_huge(6 * kMiB, false);
+  SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr, 0);
+  SegmentHeader* h = acquire_huge(6 * kMiB, false, 0);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(h, nullptr);
   uintptr_t ab = segment_base(a), hb = segment_base(h);
@@ -203,7 +204,7 @@ TEST(Source, BudgetOfOneSegmentKeepsOnlyTheNewest) {
   SourceStats s0 = stats();
   SegmentHeader* seg[3];
   for (auto& s : seg) {
-    s = acquire_segment(SegmentKind::kSmall, nullptr);
+    s = acquire_segment(SegmentKind::kSmall, nullptr, 0);
     ASSERT_NE(s, nullptr);
   }
   uintptr_t base[3];
@@ -217,7 +218,7 @@ TEST(Source, BudgetOfOneSegmentKeepsOnlyTheNewest) {
   EXPECT_FALSE(is_registered(base[1]));
   EXPECT_TRUE(is_registered(base[2]));
   // The survivor is what the next acquire gets.
-  SegmentHeader* again = acquire_segment(SegmentKind::kMedium, nullptr);
+  SegmentHeader* again = acquire_segment(SegmentKind::kMedium, nullptr, 0);
   EXPECT_EQ(segment_base(again), base[2]);
   EXPECT_EQ(stats().mapped_bytes, s1.mapped_bytes);
   release_segment(again);
@@ -228,7 +229,7 @@ TEST(Source, LoweringTheBudgetEvictsOnTheNextRelease) {
   reset();
   SegmentHeader* seg[3];
   for (auto& x : seg) {
-    x = acquire_segment(SegmentKind::kSmall, nullptr);
+    x = acquire_segment(SegmentKind::kSmall, nullptr, 0);
     ASSERT_NE(x, nullptr);
   }
   uintptr_t base[3];
@@ -250,7 +251,7 @@ TEST(Source, ReusedSegmentsThatClaimZeroReadZero) {
   constexpr int kN = 5;
   SegmentHeader* seg[kN];
   for (auto& s : seg) {
-    s = acquire_segment(SegmentKind::kMedium, nullptr);
+    s = acquire_segment(SegmentKind::kMedium, nullptr, 0);
     ASSERT_NE(s, nullptr);
     uintptr_t b = segment_base(s);
     std::memset(reinterpret_cast<void*>(b + kPastHeaderPage), 0xa5, kSegmentSize - kPastHeaderPage);
@@ -258,7 +259,7 @@ TEST(Source, ReusedSegmentsThatClaimZeroReadZero) {
   for (auto* s : seg) release_segment(s);
   int dirty = 0;
   for (auto& s : seg) {
-    s = acquire_segment(SegmentKind::kSmall, nullptr);
+    s = acquire_segment(SegmentKind::kSmall, nullptr, 0);
     ASSERT_NE(s, nullptr);
     uintptr_t b = segment_base(s);
     if (s->is_zero) {
@@ -276,13 +277,13 @@ TEST(Source, ReusedSegmentsThatClaimZeroReadZero) {
 
 TEST(Source, HugeReuseWithWantZeroReadsZero) {
   reset();
-  SegmentHeader* h = acquire_huge(8 * kMiB, false);
+  SegmentHeader* h = acquire_huge(8 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   uintptr_t b = segment_base(h);
   size_t header_end = kRunTableBytes + sizeof(SegmentHeader);
   std::memset(reinterpret_cast<void*>(b + header_end), 0xff, h->map_size - header_end);
   release_huge(h);
-  SegmentHeader* z = acquire_huge(8 * kMiB, true);
+  SegmentHeader* z = acquire_huge(8 * kMiB, true, 0);
   ASSERT_NE(z, nullptr);
   EXPECT_EQ(segment_base(z), b);  // from the cache
   EXPECT_TRUE(z->is_zero);
@@ -292,7 +293,7 @@ TEST(Source, HugeReuseWithWantZeroReadsZero) {
   EXPECT_TRUE(reads_zero(b + kPastHeaderPage, b + z->map_size));
   release_huge(z);
   // Without want_zero the same block comes back as-is and says so.
-  SegmentHeader* d = acquire_huge(8 * kMiB, false);
+  SegmentHeader* d = acquire_huge(8 * kMiB, false, 0);
   ASSERT_NE(d, nullptr);
   EXPECT_EQ(segment_base(d), b);
   EXPECT_FALSE(d->is_zero);
@@ -303,10 +304,10 @@ TEST(Source, HugeReuseWithWantZeroReadsZero) {
 TEST(Source, HugeRequestGrowsTheLargestSmallerCachedBlock) {
   reset();
   SourceStats s0 = stats();
-  SegmentHeader* h = acquire_huge(8 * kMiB, false);
+  SegmentHeader* h = acquire_huge(8 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   release_huge(h);
-  SegmentHeader* g = acquire_huge(12 * kMiB, false);
+  SegmentHeader* g = acquire_huge(12 * kMiB, false, 0);
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(g->map_size, 12 * kMiB);
   EXPECT_EQ(g->kind, SegmentKind::kHuge);
@@ -322,7 +323,7 @@ TEST(Source, HugeRequestGrowsTheLargestSmallerCachedBlock) {
 
 TEST(Source, ResizeHugeMovesWhenBlockedAndKeepsContents) {
   reset();
-  SegmentHeader* h = acquire_huge(3 * kMiB, false);
+  SegmentHeader* h = acquire_huge(3 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   uintptr_t old_base = segment_base(h);
   // Occupy the range right after the block so it cannot grow in place.
@@ -367,7 +368,7 @@ TEST(Source, ResizeHugeMovesWhenBlockedAndKeepsContents) {
 
 TEST(Source, ResizeHugeFailureLeavesTheBlockIntact) {
   reset();
-  SegmentHeader* h = acquire_huge(3 * kMiB, false);
+  SegmentHeader* h = acquire_huge(3 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   uintptr_t b = segment_base(h);
   // Block growth in place, so a grow must reserve and move: the steps are in-place mremap
@@ -412,7 +413,7 @@ TEST(Source, DecayReturnsOldBlocks) {
   reset();
   configure({256 * kMiB, 1});  // anything cached for 1 ms is old
   SourceStats s0 = stats();
-  SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr);
+  SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr, 0);
   ASSERT_NE(a, nullptr);
   uintptr_t ab = segment_base(a);
   release_segment(a);
@@ -427,7 +428,7 @@ TEST(Source, DecayReturnsOldBlocks) {
 
 TEST(Source, HugeRequestFallsBackToAFreshMappingWhenTheCachedBlockCannotGrow) {
   reset();
-  SegmentHeader* h = acquire_huge(8 * kMiB, false);
+  SegmentHeader* h = acquire_huge(8 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   uintptr_t b = segment_base(h);
   void* blocker = mmap(reinterpret_cast<void*>(b + h->map_size), 4096, PROT_NONE,
@@ -438,7 +439,7 @@ TEST(Source, HugeRequestFallsBackToAFreshMappingWhenTheCachedBlockCannotGrow) {
   ASSERT_EQ(s0.cached_bytes, 8 * kMiB);
   // The grow of the cached block fails (in place: blocked; the move's reserve: injected).
   mpcalloc::os::fail_after(2);
-  SegmentHeader* g = acquire_huge(12 * kMiB, false);
+  SegmentHeader* g = acquire_huge(12 * kMiB, false, 0);
   mpcalloc::os::fail_after(0);
   ASSERT_NE(g, nullptr);
   EXPECT_NE(segment_base(g), b);
@@ -452,4 +453,16 @@ TEST(Source, HugeRequestFallsBackToAFreshMappingWhenTheCachedBlockCannotGrow) {
   release_huge(g);
   munmap(blocker, 4096);
   reset();
+}
+
+TEST(Source, BlockCachedAfterTheClockWasReadIsNotDecayed) {
+  // A thread reads the clock, another caches a block a millisecond later, then the first takes
+  // the lock and evicts: the block's age must not wrap to 2^64 ms (issue 9: fresh blocks were
+  // evicted at once).
+  EXPECT_FALSE(decayed(1001, 1000, 500));
+  EXPECT_FALSE(decayed(1000, 1000, 500));
+  EXPECT_FALSE(decayed(600, 1000, 500));
+  EXPECT_TRUE(decayed(500, 1000, 500));
+  EXPECT_TRUE(decayed(0, 1000, 500));
+  EXPECT_FALSE(decayed(0, 1000, 0)) << "0 means no decay";
 }

@@ -4,7 +4,7 @@
 // constructor and frees in its destructor. Links the override library: plain malloc is ours.
 //
 // Long mode: `storms_test --long` (1000 forks, 100,000 threads, 1000 dlopens), or set
-// MPCALLOC_FORK_ROUNDS / MPCALLOC_THREAD_CHURN / MPCALLOC_DLOPEN_ROUNDS.
+// STORMS_FORK_ROUNDS / STORMS_THREAD_CHURN / STORMS_DLOPEN_ROUNDS.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -127,7 +127,7 @@ extern "C" void on_parent_timeout(int) {
 }  // namespace
 
 TEST(Storms, ForkFromEightAllocatingThreads) {
-  const int forks = rounds("MPCALLOC_FORK_ROUNDS", 100, 1000);
+  const int forks = rounds("STORMS_FORK_ROUNDS", 100, 1000);
   std::atomic<bool> stop{false};
   std::atomic<long> damaged{0};
   std::atomic<long> allocs{0};
@@ -197,7 +197,7 @@ TEST(Storms, ForkFromEightAllocatingThreads) {
 }
 
 TEST(Storms, TenThousandThreadsChurn) {
-  const int total = rounds("MPCALLOC_THREAD_CHURN", 10000, 100000);
+  const int total = rounds("STORMS_THREAD_CHURN", 10000, 100000);
   constexpr int kBatch = 32;
   std::mutex mu;
   std::vector<std::pair<void*, size_t>> handed;  // freed later by other threads
@@ -259,7 +259,7 @@ TEST(Storms, TenThousandThreadsChurn) {
 }
 
 TEST(Storms, DlopenDlcloseOfAllocatingLibrary) {
-  const int n = rounds("MPCALLOC_DLOPEN_ROUNDS", 100, 1000);
+  const int n = rounds("STORMS_DLOPEN_ROUNDS", 100, 1000);
   int expect = 0;
   for (int k = 0; k < 64; ++k) expect += k;
   mpcalloc_stats_t base{};

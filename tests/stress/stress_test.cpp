@@ -4,7 +4,7 @@
 // checked before it is freed or moved.
 //
 // Short by default (CI). Long runs: `stress_test --seconds=3600` or `--iters=N` (per thread),
-// `--threads=N`; the same through MPCALLOC_STRESS_SECONDS / _ITERS / _THREADS.
+// `--threads=N`; the same through STRESS_SECONDS / _ITERS / _THREADS.
 // Faces: the mpcalloc_* entry points always (the only ones in sanitizer builds, where ASan/TSan
 // own malloc); with the override library also plain malloc/free and C++ new/delete.
 #include <gtest/gtest.h>
@@ -132,7 +132,7 @@ struct PrefixedFace {
   static void cxx_delete(void*, size_t, size_t) {}
 };
 
-#if MPCALLOC_STRESS_PLAIN
+#if STRESS_PLAIN
 struct PlainFace {
   static constexpr bool kCxx = true;
   static void* malloc(size_t n) { return ::malloc(n); }
@@ -467,15 +467,15 @@ long env_long(const char* name, long dflt) {
 
 TEST(Stress, PrefixedThreadsRandomSizesHandoffReallocAligned) { run_stress<PrefixedFace>(1); }
 
-#if MPCALLOC_STRESS_PLAIN
+#if STRESS_PLAIN
 // Plain malloc/free and C++ new/delete (sized and aligned) of the override library.
 TEST(Stress, PlainMallocAndNewThreadsRandomSizesHandoffReallocAligned) { run_stress<PlainFace>(2); }
 #endif
 
 int main(int argc, char** argv) {
-  g_config.iters = env_long("MPCALLOC_STRESS_ITERS", g_config.iters);
-  g_config.seconds = env_long("MPCALLOC_STRESS_SECONDS", 0);
-  g_config.threads = static_cast<int>(env_long("MPCALLOC_STRESS_THREADS", g_config.threads));
+  g_config.iters = env_long("STRESS_ITERS", g_config.iters);
+  g_config.seconds = env_long("STRESS_SECONDS", 0);
+  g_config.threads = static_cast<int>(env_long("STRESS_THREADS", g_config.threads));
   testing::InitGoogleTest(&argc, argv);  // removes the --gtest_* arguments
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

@@ -1,0 +1,140 @@
+// Checked mode (MPCALLOC_CHECK=1): every block carries, at the end of its usable space, its
+// requested size (xor a key), and canary bytes between the request and that trailer; small
+// runs keep an occupancy bitmap. Every free is validated before anything near the pointer is
+// read. Layer heap.
+#include <cstring>
+
+#include "chunks/huge.h"
+#include "heap/heap_internal.h"
+#include "os/os_message.h"
+#include "source/block_source.h"
+
+namespace mpcalloc::heap {
+namespace {
+
+using chunks::RunMeta;
+using source::SegmentHeader;
+using source::SegmentKind;
+
+constexpr uint64_t kTrailerKey = 0x5a17c0de5a17c0deull;
+constexpr unsigned char kCanary = 0xab;
+
+[[noreturn]] void report(const char* what, const void* p, const char* detail, size_t detail_size,
+                         const char* call) {
+  os::Message m;
+  m.text("mpcalloc: ").text(what).text(" of ").hex(reinterpret_cast<uintptr_t>(p));
+  if (detail != nullptr) m.text(" (").text(detail).dec(detail_size).text(" B)");
+  m.text(" in ").text(call).text("()");
+  os::fatal(m);
+}
+
+bool bitmap_test_and_set(RunMeta* r, size_t i, bool set) {
+  uint8_t* byte = chunks::run_check_bitmap(r) + i / 8;
+  uint8_t bit = static_cast<uint8_t>(1u << (i % 8));
+  uint8_t old = set ? __atomic_fetch_or(byte, bit, __ATOMIC_ACQ_REL)
+                    : __atomic_fetch_and(byte, static_cast<uint8_t>(~bit), __ATOMIC_ACQ_REL);
+  return (old & bit) != 0;
+}
+
+size_t block_index(const RunMeta* r, const void* p) {
+  return static_cast<size_t>(static_cast<const char*>(p) - chunks::run_start(r)) / r->block_size;
+}
+
+}  // namespace
+
+void check_mark(void* p, size_t req) {
+  size_t usable = usable_raw(p);
+  unsigned char* c = static_cast<unsigned char*>(p);
+  // usable >= req + kCheckExtra by construction; the guard keeps the compiler's bounds check calm.
+  if (usable < req + kCheckExtra || usable > PTRDIFF_MAX) return;
+  std::memset(c + req, kCanary, usable - 8 - req);
+  uint64_t t = req ^ kTrailerKey;
+  std::memcpy(c + usable - 8, &t, 8);
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & source::kSegmentMask) != 0 &&
+      source::segment_header(a & ~source::kSegmentMask)->kind == SegmentKind::kSmall) {
+    RunMeta* r = chunks::run_of(p);
+    bitmap_test_and_set(r, block_index(r, p), true);
+  }
+}
+
+size_t check_block(const void* p, const char* call, bool release) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const char* detail = nullptr;
+  size_t detail_size = 0;
+  size_t usable;
+  if ((a & source::kSegmentMask) == 0) {
+    usable = chunks::huge_usable_overaligned(p);
+    if (usable == 0) report("invalid free", p, nullptr, 0, call);
+    detail = "huge block ";
+    detail_size = usable;
+  } else {
+    uintptr_t base = a & ~source::kSegmentMask;
+    if (!source::is_registered(base)) report("invalid free", p, nullptr, 0, call);
+    SegmentHeader* seg = source::segment_header(base);
+    if (seg->magic != source::kSegmentMagic) report("invalid free", p, nullptr, 0, call);
+    switch (seg->kind) {
+      case SegmentKind::kSmall: {
+        // The owner may be carving this run right now: its state and bump are atomics.
+        RunMeta* r = chunks::run_of(p);
+        if (chunks::run_state(r) == chunks::kRunUnused || r->index == 0) {
+          report("invalid free", p, nullptr, 0, call);
+        }
+        detail = "size class ";
+        detail_size = r->block_size;
+        size_t off = static_cast<size_t>(a - reinterpret_cast<uintptr_t>(chunks::run_start(r)));
+        if (off % r->block_size != 0) report("interior pointer free", p, detail, detail_size, call);
+        if (a >= reinterpret_cast<uintptr_t>(chunks::run_bump(r))) {
+          report("invalid free", p, detail, detail_size, call);
+        }
+        size_t i = off / r->block_size;
+        bool was_set = release ? bitmap_test_and_set(r, i, false)
+                               : ((__atomic_load_n(chunks::run_check_bitmap(r) + i / 8,
+                                                   __ATOMIC_ACQUIRE) >> (i % 8)) & 1) != 0;
+        if (!was_set) report("double free", p, detail, detail_size, call);
+        usable = r->block_size;
+        break;
+      }
+      case SegmentKind::kMedium: {
+        // The owner may be splitting and merging chunks of this segment right now.
+        Heap* owner = static_cast<Heap*>(seg->owner);
+        chunks::ChunkStatus st;
+        {
+          base::LockGuard guard(owner->check_lock);
+          st = chunks::medium_classify(p);
+          if (st == chunks::ChunkStatus::kInUse && release) chunks::medium_mark_pending(const_cast<void*>(p));
+        }
+        if (st == chunks::ChunkStatus::kOutside) report("invalid free", p, nullptr, 0, call);
+        if (st == chunks::ChunkStatus::kInterior) report("interior pointer free", p, nullptr, 0, call);
+        usable = chunks::medium_usable(p);
+        detail = "medium chunk ";
+        detail_size = usable;
+        if (st == chunks::ChunkStatus::kFree) report("double free", p, detail, detail_size, call);
+        break;
+      }
+      case SegmentKind::kHuge: {
+        usable = chunks::huge_usable(seg);
+        detail = "huge block ";
+        detail_size = usable;
+        uintptr_t user = base + reinterpret_cast<chunks::HugeHeader*>(seg)->user_offset;
+        if (a != user) report(a > user ? "interior pointer free" : "invalid free", p, detail, detail_size, call);
+        break;
+      }
+      default:
+        report("double free", p, nullptr, 0, call);
+    }
+  }
+  const unsigned char* c = static_cast<const unsigned char*>(p);
+  uint64_t t;
+  std::memcpy(&t, c + usable - 8, 8);
+  size_t req = t ^ kTrailerKey;
+  if (req > usable - kCheckExtra) report("heap overflow", p, detail, detail_size, call);
+  for (size_t i = req; i < usable - 8; ++i) {
+    if (c[i] != kCanary) report("heap overflow", p, detail, detail_size, call);
+  }
+  return req;
+}
+
+void free_checked(void* p) { deallocate(p, "free"); }
+
+}  // namespace mpcalloc::heap

@@ -1,0 +1,66 @@
+// Heap maintenance: draining other threads' frees, giving empty runs and segments back,
+// periodic decay, and malloc_trim. Layer heap.
+#include "heap/heap_internal.h"
+#include "source/block_source.h"
+
+namespace mpcalloc::heap {
+namespace {
+
+using chunks::Block;
+
+// Hands the heap's cached blocks back to their runs (before collecting or abandoning).
+void flush_class_lists(Heap* h) {
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
+    Block* b = h->class_free[cls];
+    h->class_free[cls] = nullptr;
+    while (b != nullptr) {
+      Block* next = b->next;
+      chunks::small_free_local(h->small, chunks::run_of(b), b);
+      b = next;
+    }
+  }
+}
+
+}  // namespace
+
+void drain_remote(Heap* h) {
+  base::MpscNode* n = h->remote.take_all();
+  while (n != nullptr) {
+    base::MpscNode* next = n->next;
+    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
+    if (seg->kind == source::SegmentKind::kSmall) {
+      chunks::small_free_local(h->small, chunks::run_of(n), reinterpret_cast<Block*>(n));
+    } else {
+      CheckGuard guard(h);
+      chunks::medium_free(h->medium, n);
+    }
+    n = next;
+  }
+}
+
+void collect(Heap* h, bool all) {
+  drain_remote(h);
+  if (all) flush_class_lists(h);
+  chunks::small_collect(h->small, all);
+  if (all) {
+    CheckGuard guard(h);
+    chunks::medium_collect(h->medium);
+  }
+  h->events = 0;
+}
+
+void note_event(Heap* h) {
+  if (++h->events >= kCollectEvery) {
+    collect(h, false);
+    source::decay_tick();
+  }
+}
+
+bool trim() {
+  Heap* h = t_heap;
+  if (h != &g_empty_heap) collect(h, true);
+  collect_pooled_heaps();
+  return source::trim_cache() > 0;
+}
+
+}  // namespace mpcalloc::heap

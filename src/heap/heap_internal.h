@@ -1,0 +1,81 @@
+// What the heap layer's files share: mode flags, the heap life cycle, maintenance, the raw
+// (unchecked) routing and checked mode's hooks. Layer heap (internal: heap/*.cpp only).
+#pragma once
+#include <atomic>
+#include <cstddef>
+
+#include "base/spinlock.h"
+#include "heap/heap.h"
+
+namespace mpcalloc::heap {
+
+// ---- modes, set once by global_init (process.cpp) ----
+extern std::atomic<bool> g_check;
+inline bool checking() { return g_check.load(std::memory_order_relaxed); }
+// The cell every size maps to when a heap has no thread or checks are on: always empty.
+extern constinit chunks::Block* g_null_cell;
+
+// Held around medium-chunk changes in checked mode (see Heap::check_lock); nothing otherwise.
+class CheckGuard {
+ public:
+  explicit CheckGuard(Heap* h) : h_(checking() ? h : nullptr) {
+    if (h_ != nullptr) h_->check_lock.lock();
+  }
+  ~CheckGuard() {
+    if (h_ != nullptr) h_->check_lock.unlock();
+  }
+  CheckGuard(const CheckGuard&) = delete;
+  CheckGuard& operator=(const CheckGuard&) = delete;
+
+ private:
+  Heap* h_;
+};
+
+// ---- life cycle (pool.cpp) ----
+// Creates the thread key whose destructor pools a heap; global_init calls it before it
+// declares the allocator ready, so no thread gets a heap whose exit goes unnoticed.
+bool pool_init();
+// The calling thread's heap, adopting a pooled one or making one on first use; nullptr when
+// out of memory.
+Heap* acquire_heap();
+inline Heap* current_heap() {
+  Heap* h = t_heap;
+  return h != &g_empty_heap ? h : acquire_heap();
+}
+// pthread key destructor: the heap goes to the pool.
+void thread_exit(void* heap);
+// Collects every pooled heap (caller: trim). Takes the pool lock.
+void collect_pooled_heaps();
+// Heaps created so far, for fork handlers and stats (a lock-free list, only ever grows).
+Heap* all_heaps();
+extern std::atomic<size_t> g_heap_count;
+void pool_fork_prepare();
+void pool_fork_parent();
+void pool_fork_child();
+
+// ---- maintenance (collect.cpp) ----
+void drain_remote(Heap* h);
+// Drains remote frees and releases empty runs; `all`: also the cached blocks, the active runs
+// and the medium segments.
+void collect(Heap* h, bool all);
+// Counts a slow-path event; every so many, empty runs go back and the caches decay.
+void note_event(Heap* h);
+inline constexpr uint64_t kCollectEvery = 4096;    // slow-path events between collections
+inline constexpr uint64_t kCollectBeforeHuge = 64;  // a new huge block first collects after this
+
+// ---- routing without checks (route.cpp) ----
+void* alloc_raw(Heap* h, size_t size, size_t align, bool zero);
+void free_raw(void* p);
+size_t usable_raw(const void* p);
+extern std::atomic<size_t> g_remote_frees;
+
+// ---- checked mode (checked.cpp) ----
+inline constexpr size_t kCheckExtra = 16;  // canary + trailer bytes added to every block
+// Writes the canary and trailer of a fresh block of `req` requested bytes.
+void check_mark(void* p, size_t req);
+// Validates p as a live block; returns its requested size. Reports and aborts otherwise.
+// `release`: the block is being freed.
+size_t check_block(const void* p, const char* call, bool release);
+void free_checked(void* p);
+
+}  // namespace mpcalloc::heap

@@ -1,0 +1,136 @@
+// Heap records and their life cycle: made from a metadata arena, adopted by a thread on its
+// first allocation, handed to the pool when the thread exits and adopted again by the next
+// new thread. Layer heap.
+#include <new>
+#include <pthread.h>
+
+#include "base/bits.h"
+#include "base/size_classes.h"
+#include "heap/heap_internal.h"
+#include "os/os_memory.h"
+
+namespace mpcalloc::heap {
+
+constinit chunks::Block* g_null_cell = nullptr;  // never written: always empty
+constinit Heap g_empty_heap{&g_null_cell};
+__thread Heap* t_heap __attribute__((tls_model("initial-exec"))) = &g_empty_heap;
+std::atomic<size_t> g_heap_count{0};
+
+namespace {
+
+constexpr size_t kMetaChunk = size_t{1} << 20;
+constexpr size_t kIdleHeapsKeptWarm = 4;
+
+constinit base::SpinLock g_pool_lock;  // also guards the meta arena
+constinit Heap* g_pool = nullptr;
+constinit size_t g_pool_size = 0;
+constinit char* g_meta_cur = nullptr;
+constinit char* g_meta_end = nullptr;
+std::atomic<Heap*> g_all_heaps{nullptr};
+pthread_key_t g_key;
+std::atomic<bool> g_key_ok{false};
+
+// Points the fast-path size cells at the class lists (or at the null cell in check mode).
+void set_size_cells(Heap* h) {
+  for (size_t size = 0; size <= base::kDirectMax; ++size) {
+    h->size_cell[size] = checking() ? &g_null_cell : &h->class_free[base::small_class_of(size)];
+  }
+  for (size_t i = 0; i <= base::kSmallMax / 256; ++i) {
+    size_t size = i * 256;
+    bool used = size > base::kDirectMax && !checking();
+    h->big_cell[i] = used ? &h->class_free[base::small_class_of(size)] : &g_null_cell;
+  }
+}
+
+Heap* new_heap() {
+  Heap* h;
+  {
+    base::LockGuard guard(g_pool_lock);
+    if (static_cast<size_t>(g_meta_end - g_meta_cur) < sizeof(Heap)) {
+      void* m = os::map(kMetaChunk);
+      if (m == nullptr) return nullptr;
+      g_meta_cur = static_cast<char*>(m);
+      g_meta_end = g_meta_cur + kMetaChunk;
+    }
+    h = reinterpret_cast<Heap*>(g_meta_cur);
+    g_meta_cur += base::align_up(sizeof(Heap), 64);
+  }
+  new (h) Heap(&g_null_cell);
+  set_size_cells(h);
+  // Odd, so never equal to a thread pointer.
+  h->small.slow_key = reinterpret_cast<char*>(h) + 1;
+  h->small.key = h->small.slow_key;
+  h->small.owner = h;
+  h->medium.owner = h;
+  h->medium.quick_off = checking();
+  h->small.check_bitmaps = checking();
+  Heap* head = g_all_heaps.load(std::memory_order_relaxed);
+  do {
+    h->all_next = head;
+  } while (!g_all_heaps.compare_exchange_weak(head, h, std::memory_order_release,
+                                              std::memory_order_relaxed));
+  g_heap_count.fetch_add(1, std::memory_order_relaxed);
+  return h;
+}
+
+}  // namespace
+
+bool pool_init() {
+  if (pthread_key_create(&g_key, thread_exit) != 0) return false;
+  g_key_ok.store(true, std::memory_order_release);
+  return true;
+}
+
+void thread_exit(void* arg) {
+  Heap* h = static_cast<Heap*>(arg);
+  if (h == nullptr || h == &g_empty_heap) return;
+  // A heap going to the pool keeps its active runs and cached blocks for the next thread
+  // (threads come and go in bursts); beyond a few idle heaps, it gives back what is free.
+  size_t idle;
+  {
+    base::LockGuard guard(g_pool_lock);
+    idle = g_pool_size;
+  }
+  collect(h, idle >= kIdleHeapsKeptWarm);
+  // The thread pointer may be reused by a new thread: no run may match it any more.
+  chunks::small_set_key(h->small, h->small.slow_key);
+  if (t_heap == h) t_heap = &g_empty_heap;
+  base::LockGuard guard(g_pool_lock);
+  h->pool_next = g_pool;
+  g_pool = h;
+  ++g_pool_size;
+}
+
+Heap* acquire_heap() {
+  global_init();
+  Heap* h;
+  {
+    base::LockGuard guard(g_pool_lock);
+    h = g_pool;
+    if (h != nullptr) {
+      g_pool = h->pool_next;
+      --g_pool_size;
+    }
+  }
+  if (h == nullptr) h = new_heap();
+  if (h == nullptr) return nullptr;
+  h->pool_next = nullptr;
+  if (!checking()) chunks::small_set_key(h->small, thread_key());
+  t_heap = h;
+  if (g_key_ok.load(std::memory_order_acquire)) pthread_setspecific(g_key, h);
+  return h;
+}
+
+void collect_pooled_heaps() {
+  // Idle heaps in the pool belong to no thread: collect them under the pool lock.
+  base::LockGuard guard(g_pool_lock);
+  for (Heap* p = g_pool; p != nullptr; p = p->pool_next) collect(p, true);
+}
+
+Heap* all_heaps() { return g_all_heaps.load(std::memory_order_acquire); }
+
+void pool_fork_prepare() { g_pool_lock.lock(); }
+void pool_fork_parent() { g_pool_lock.unlock(); }
+void pool_fork_child() { g_pool_lock.reset(); }
+
+}  // namespace mpcalloc::heap

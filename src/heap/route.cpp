@@ -1,0 +1,235 @@
+// The slow paths: allocation routed by size and alignment to the small, medium and huge
+// managers, frees routed by the block's segment kind and owner, realloc and usable size.
+// Layer heap.
+#include <cerrno>
+#include <cstring>
+
+#include "base/bits.h"
+#include "chunks/huge.h"
+#include "heap/heap_internal.h"
+#include "source/block_source.h"
+
+namespace mpcalloc::heap {
+
+std::atomic<size_t> g_remote_frees{0};
+
+namespace {
+
+using chunks::Block;
+using chunks::RunMeta;
+using source::SegmentHeader;
+using source::SegmentKind;
+
+[[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
+  drain_remote(h);
+  note_event(h);
+  return chunks::small_refill(h->small, cls);
+}
+
+inline void* small_alloc(Heap* h, unsigned cls) {
+  Block* b = h->class_free[cls];
+  if (b == nullptr) {
+    b = refill(h, cls);
+    if (b == nullptr) return nullptr;
+  } else {
+    chunks::small_check_block(b);  // slow path only: sizes above the fast path's, or checks on
+  }
+  h->class_free[cls] = b->next;
+  return b;
+}
+
+struct Raw {
+  void* p;
+  bool is_zero;
+};
+
+Raw route_alloc(Heap* h, size_t size, size_t align, bool want_zero) {
+  if (align <= 16) {
+    if (size <= base::kSmallMax) return {small_alloc(h, base::small_class_of(size)), false};
+  } else if (align < source::kSegmentSize) {
+    // Power-of-two classes are aligned to their size inside a 64 KiB-aligned run.
+    size_t rounded = base::next_pow2(size > align ? size : align);
+    if (rounded <= base::kSmallMax) return {small_alloc(h, base::small_class_of(rounded)), false};
+  } else {
+    return {chunks::huge_alloc_overaligned(size, align), true};
+  }
+  if (size <= chunks::kMediumMax) {
+    drain_remote(h);
+    CheckGuard guard(h);
+    return {chunks::medium_alloc(h->medium, size, align), false};
+  }
+  // A program that freed many small blocks and now asks for big ones: give the empty runs
+  // back first, so their memory is reused or returned instead of adding to the peak.
+  if (h->events >= kCollectBeforeHuge) collect(h, false);
+  chunks::HugeResult r = chunks::huge_alloc(size, align, want_zero, h->small.place);
+  return {r.p, r.is_zero};
+}
+
+void free_remote(Heap* owner, void* p) {
+  g_remote_frees.fetch_add(1, std::memory_order_relaxed);
+  owner->remote.push(static_cast<base::MpscNode*>(p));
+}
+
+}  // namespace
+
+void* alloc_raw(Heap* h, size_t size, size_t align, bool zero) {
+  Raw r = route_alloc(h, size, align, zero);
+  if (zero && r.p != nullptr && !r.is_zero) std::memset(r.p, 0, size);
+  return r.p;
+}
+
+void free_raw(void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & source::kSegmentMask) == 0) {
+    if (p != nullptr) chunks::huge_free_overaligned(p);
+    return;
+  }
+  SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+  switch (seg->kind) {
+    case SegmentKind::kSmall: {
+      Heap* owner = static_cast<Heap*>(seg->owner);
+      if (owner == t_heap) {
+        RunMeta* r = chunks::run_of(p);
+        bool was_full = r->state == chunks::kRunFull;
+        chunks::small_free_local(owner->small, r, static_cast<Block*>(p));
+        if (was_full) note_event(owner);
+      } else {
+        free_remote(owner, p);
+      }
+      return;
+    }
+    case SegmentKind::kMedium: {
+      Heap* owner = static_cast<Heap*>(seg->owner);
+      if (owner == t_heap) {
+        CheckGuard guard(owner);
+        chunks::medium_free(owner->medium, p);
+      } else {
+        free_remote(owner, p);
+      }
+      return;
+    }
+    case SegmentKind::kHuge:
+      chunks::huge_free(seg);
+      return;
+    case SegmentKind::kNone:
+      return;
+  }
+}
+
+size_t usable_raw(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & source::kSegmentMask) == 0) return p == nullptr ? 0 : chunks::huge_usable_overaligned(p);
+  const SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+  switch (seg->kind) {
+    case SegmentKind::kSmall: return chunks::run_of(p)->block_size;
+    case SegmentKind::kMedium: return chunks::medium_usable(p);
+    case SegmentKind::kHuge: return chunks::huge_usable(seg);
+    case SegmentKind::kNone: return 0;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- entry points
+
+void* malloc_slow(size_t size) {
+  Heap* h = t_heap;
+  // The common miss: the class list ran dry and the active run has blocks its owner freed.
+  // Swap them in without the general machinery (drains and collections happen when no such
+  // blocks are there, or when other threads have freed blocks to us).
+  if (size <= base::kSmallMax && h->remote.empty() && !checking()) {
+    unsigned cls = base::small_class_of(size);
+    RunMeta* r = h->small.active[cls];
+    if (r != nullptr) {
+      if (Block* b = chunks::small_take_local(r)) {
+        h->class_free[cls] = b->next;
+        return b;
+      }
+    }
+  }
+  h = current_heap();
+  void* p = nullptr;
+  if (h != nullptr) {
+    if (checking()) p = allocate(size, 16, false);
+    else if (size <= base::kSmallMax) p = small_alloc(h, base::small_class_of(size));
+    else if (size <= PTRDIFF_MAX) p = alloc_raw(h, size, 16, false);
+  }
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+void free_slow(void* p) { deallocate(p, "free"); }
+void free_unchecked(void* p) { free_fast(p); }
+
+void* allocate(size_t size, size_t align, bool zero) {
+  Heap* h = current_heap();
+  if (h == nullptr) return nullptr;
+  if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
+  if (!checking()) return alloc_raw(h, size, align, zero);
+  void* p = alloc_raw(h, size + kCheckExtra, align, false);
+  if (p == nullptr) return nullptr;
+  if (zero) std::memset(p, 0, size);
+  check_mark(p, size);
+  return p;
+}
+
+void deallocate(void* p, const char* call) {
+  if (p == nullptr) return;
+  if (checking()) check_block(p, call, true);
+  free_raw(p);
+}
+
+size_t usable_size(const void* p) {
+  if (p == nullptr) return 0;
+  if (checking()) return check_block(p, "malloc_usable_size", false);
+  return usable_raw(p);
+}
+
+void* reallocate(void* p, size_t size) {
+  if (p == nullptr) return allocate(size, 16, false);
+  if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
+  size_t old_usable;
+  if (checking()) {
+    old_usable = check_block(p, "realloc", false);
+  } else {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if ((a & source::kSegmentMask) != 0) {
+      SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+      switch (seg->kind) {
+        case SegmentKind::kSmall: {
+          size_t bs = chunks::run_of(p)->block_size;
+          if (size <= bs && (size > bs / 2 || bs <= 16)) return p;
+          break;
+        }
+        case SegmentKind::kMedium:
+          if (size > base::kSmallMax && size <= chunks::kMediumMax && seg->owner == t_heap &&
+              chunks::medium_resize_in_place(static_cast<Heap*>(seg->owner)->medium, p, size)) {
+            return p;
+          }
+          break;
+        case SegmentKind::kHuge:
+          if (size > chunks::kMediumMax) {
+            void* q = chunks::huge_resize(seg, size);
+            if (q != nullptr) return q;
+            // mremap could not (e.g. the block spans two kernel mappings): copy instead.
+          }
+          break;
+        case SegmentKind::kNone:
+          break;
+      }
+    }
+    old_usable = usable_raw(p);
+  }
+  void* q = allocate(size, 16, false);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, old_usable < size ? old_usable : size);
+  deallocate(p, "realloc");
+  return q;
+}
+
+bool check_enabled() { return checking(); }
+
+HeapStats stats() {
+  return {g_heap_count.load(std::memory_order_relaxed), g_remote_frees.load(std::memory_order_relaxed)};
+}
+
+}  // namespace mpcalloc::heap

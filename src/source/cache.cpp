@@ -1,0 +1,318 @@
+// The places' caches of free blocks: budget, decay, huge-block best fit with split and merge,
+// accounting and statistics. Layer source.
+#include <atomic>
+
+#include "base/bits.h"
+#include "os/os_env.h"
+#include "os/os_memory.h"
+#include "source/block_source.h"
+#include "source/place.h"
+#include "source/registry.h"
+
+namespace mpcalloc::source {
+namespace {
+
+constinit Place g_places[kPlaces] = {};
+// Places that ever held memory: trim, decay and stats visit only these.
+constinit std::atomic<bool> g_place_used[kPlaces] = {};
+std::atomic<size_t> g_cache_max{size_t{256} << 20};
+std::atomic<uint64_t> g_decay_ms{1000};
+std::atomic<size_t> g_total_mapped{0}, g_peak_mapped{0};
+std::atomic<uint64_t> g_last_decay_ms{0};
+
+// Caller holds pl.lock. Takes blocks out of the cache until it fits `budget`, oldest first,
+// and (max_age_ms != 0) every block older than max_age_ms. Returns them as a chain.
+SegmentHeader* evict_locked(Place& pl, size_t budget, uint64_t max_age_ms, uint64_t now) {
+  SegmentHeader* out = nullptr;
+  for (base::IntrusiveList<SegmentHeader>* list : {&pl.huge, &pl.segments}) {
+    while (SegmentHeader* oldest = list->tail) {
+      if (!decayed(oldest->cached_at_ms, now, max_age_ms) && pl.cached_bytes <= budget) break;
+      list->remove(oldest);
+      pl.cached_bytes -= oldest->map_size;
+      if (list == &pl.segments && !oldest->is_zero) --pl.dirty_segments;
+      oldest->next = out;
+      out = oldest;
+    }
+  }
+  return out;
+}
+
+// Caller holds pl.lock. Merges a free huge block with cached blocks right before and after it
+// in the address space (pieces of one earlier split, or mappings that happen to touch), so a
+// large request can take them back whole. Returns the merged block (not in the list).
+SegmentHeader* merge_neighbours_locked(Place& pl, SegmentHeader* seg) {
+  for (SegmentHeader* s = pl.huge.head; s != nullptr;) {
+    SegmentHeader* next = s->next;
+    uintptr_t sb = segment_base(s);
+    uintptr_t b = segment_base(seg);
+    if (sb == b + seg->map_size) {  // right neighbour
+      pl.huge.remove(s);
+      pl.cached_bytes -= s->map_size;
+      seg->map_size += s->map_size;
+      seg->is_zero = seg->is_zero && s->is_zero;
+      registry_set(sb, false);
+      next = pl.huge.head;  // restart: the merged block may now touch another one
+    } else if (sb + s->map_size == b) {  // left neighbour
+      pl.huge.remove(s);
+      pl.cached_bytes -= s->map_size;
+      s->map_size += seg->map_size;
+      s->is_zero = s->is_zero && seg->is_zero;
+      s->cached_at_ms = seg->cached_at_ms;
+      registry_set(b, false);
+      seg = s;
+      next = pl.huge.head;
+    }
+    s = next;
+  }
+  return seg;
+}
+
+void note_total(long delta) {
+  size_t now = g_total_mapped.fetch_add(static_cast<size_t>(delta), std::memory_order_relaxed) +
+               static_cast<size_t>(delta);
+  size_t peak = g_peak_mapped.load(std::memory_order_relaxed);
+  while (delta > 0 && now > peak &&
+         !g_peak_mapped.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
+Place& place_of(int place) { return g_places[place]; }
+size_t cache_budget() { return g_cache_max.load(std::memory_order_relaxed); }
+uint64_t decay_ms() { return g_decay_ms.load(std::memory_order_relaxed); }
+
+void configure(const SourceConfig& cfg) {
+  g_cache_max.store(cfg.cache_max_bytes, std::memory_order_relaxed);
+  g_decay_ms.store(cfg.decay_ms, std::memory_order_relaxed);
+}
+
+void init_header(SegmentHeader* seg, SegmentKind kind, void* owner, size_t map_size, bool zero) {
+  seg->magic = kSegmentMagic;
+  seg->kind = kind;
+  seg->map_size = map_size;
+  seg->owner = owner;
+  seg->next = seg->prev = nullptr;
+  seg->cached_at_ms = 0;
+  seg->is_zero = zero;
+  seg->is_segment = kind == SegmentKind::kSmall || kind == SegmentKind::kMedium;
+}
+
+SegmentHeader* map_block(size_t size, int place, bool segment) {
+  os::MapResult m = os::map_aligned(size, kSegmentSize);
+  if (m.addr == nullptr) return nullptr;
+  uintptr_t base = reinterpret_cast<uintptr_t>(m.addr);
+  if (!registry_set(base, true)) {
+    os::unmap(m.addr, size);
+    return nullptr;
+  }
+  SegmentHeader* seg = segment_header(base);
+  init_header(seg, SegmentKind::kNone, nullptr, size, true);
+  seg->is_segment = segment;
+  seg->node = place;
+  g_place_used[place].store(true, std::memory_order_relaxed);
+  Place& pl = g_places[place];
+  {
+    base::LockGuard guard(pl.lock);
+    pl.mapped_bytes += size;
+    if (segment) ++pl.segment_count;
+  }
+  note_total(static_cast<long>(size));
+  return seg;
+}
+
+void account_resize(Place& pl, long delta, bool huge) {
+  g_place_used[&pl - g_places].store(true, std::memory_order_relaxed);
+  {
+    base::LockGuard guard(pl.lock);
+    pl.mapped_bytes += static_cast<size_t>(delta);
+    if (huge) pl.huge_bytes += static_cast<size_t>(delta);
+  }
+  note_total(delta);
+}
+
+void account_huge(Place& pl, int delta_count, size_t bytes) {
+  base::LockGuard guard(pl.lock);
+  if (delta_count > 0) {
+    ++pl.huge_count;
+    pl.huge_bytes += bytes;
+  } else {
+    --pl.huge_count;
+    pl.huge_bytes -= bytes;
+  }
+}
+
+SegmentHeader* cache_take_segment(Place& pl) {
+  base::LockGuard guard(pl.lock);
+  SegmentHeader* seg = pl.segments.pop_front();
+  if (seg != nullptr) {
+    pl.cached_bytes -= seg->map_size;
+    if (!seg->is_zero) --pl.dirty_segments;
+  }
+  return seg;
+}
+
+size_t cache_dirty_segments(Place& pl) {
+  base::LockGuard guard(pl.lock);
+  return pl.dirty_segments;
+}
+
+SegmentHeader* cache_take_huge(Place& pl, size_t map_size) {
+  size_t split_at = base::align_up(map_size, kSegmentSize);
+  base::LockGuard guard(pl.lock);
+  // Best fit among the blocks at least as large; otherwise the largest smaller one, which
+  // mremap grows (its resident pages are reused, no copy).
+  SegmentHeader* best = nullptr;
+  SegmentHeader* largest_smaller = nullptr;
+  for (SegmentHeader* s = pl.huge.head; s != nullptr; s = s->next) {
+    if (s->map_size >= map_size) {
+      if (best == nullptr || s->map_size < best->map_size) best = s;
+    } else if (largest_smaller == nullptr || s->map_size > largest_smaller->map_size) {
+      largest_smaller = s;
+    }
+  }
+  SegmentHeader* found = best != nullptr ? best : largest_smaller;
+  if (found == nullptr) return nullptr;
+  pl.huge.remove(found);
+  pl.cached_bytes -= found->map_size;
+  // A much larger block is split at a segment boundary: the tail stays cached, resident, and
+  // merges back when the front is freed. No syscall, no page fault. (Its registration cannot
+  // fail: the bit's leaf was mapped for the block it was part of.)
+  if (found->map_size >= split_at + kSegmentSize) {
+    uintptr_t tail_base = segment_base(found) + split_at;
+    SegmentHeader* tail = segment_header(tail_base);
+    init_header(tail, SegmentKind::kNone, nullptr, found->map_size - split_at, found->is_zero);
+    tail->node = found->node;
+    tail->cached_at_ms = found->cached_at_ms;
+    registry_set(tail_base, true);
+    pl.huge.push_front(tail);
+    pl.cached_bytes += tail->map_size;
+    found->map_size = split_at;
+  }
+  return found;
+}
+
+void cache_put(SegmentHeader* seg, bool huge) {
+  seg->kind = SegmentKind::kNone;
+  seg->owner = nullptr;
+  Place& pl = place_of(seg);
+  size_t budget = cache_budget();
+  SegmentHeader* evicted = nullptr;
+  {
+    base::LockGuard guard(pl.lock);
+    if (seg->map_size <= budget) {
+      uint64_t now = os::now_ms();
+      seg->cached_at_ms = now;
+      if (huge) seg = merge_neighbours_locked(pl, seg);
+      else if (!seg->is_zero) ++pl.dirty_segments;
+      (huge ? pl.huge : pl.segments).push_front(seg);
+      pl.cached_bytes += seg->map_size;
+      evicted = evict_locked(pl, budget, decay_ms(), now);
+      seg = nullptr;
+    }
+  }
+  if (seg != nullptr) {
+    seg->next = evicted;
+    evicted = seg;
+  }
+  unmap_chain(evicted);
+}
+
+void unmap_chain(SegmentHeader* chain) {
+  while (chain != nullptr) {
+    SegmentHeader* next = chain->next;
+    uintptr_t base = segment_base(chain);
+    size_t size = chain->map_size;
+    Place& pl = place_of(chain);
+    bool segment = chain->is_segment;
+    // Unregistered first: once munmap returns, the range may be another thread's new block.
+    registry_set(base, false);
+    if (os::unmap(reinterpret_cast<void*>(base), size)) {
+      {
+        base::LockGuard guard(pl.lock);
+        pl.mapped_bytes -= size;
+        if (segment) --pl.segment_count;
+      }
+      note_total(-static_cast<long>(size));
+    } else {
+      // Still mapped (the kernel can refuse to split a mapping at its map-count limit): keep
+      // it cached and counted; a later eviction tries again.
+      registry_set(base, true);
+      base::LockGuard guard(pl.lock);
+      ++pl.unmap_failures;
+      chain->cached_at_ms = os::now_ms();
+      if (segment) {
+        if (!chain->is_zero) ++pl.dirty_segments;
+        pl.segments.push_back(chain);
+      } else {
+        pl.huge.push_back(chain);
+      }
+      pl.cached_bytes += size;
+    }
+    chain = next;
+  }
+}
+
+bool is_registered(uintptr_t base) { return registry_test(base); }
+
+size_t trim_cache() {
+  size_t released = 0;
+  for (int i = 0; i < kPlaces; ++i) {
+    if (!g_place_used[i].load(std::memory_order_relaxed)) continue;
+    Place& pl = g_places[i];
+    SegmentHeader* chain;
+    {
+      base::LockGuard guard(pl.lock);
+      released += pl.cached_bytes;
+      chain = evict_locked(pl, 0, 0, 0);
+    }
+    unmap_chain(chain);
+  }
+  return released;
+}
+
+void decay_tick() {
+  uint64_t now = os::now_ms();
+  uint64_t last = g_last_decay_ms.load(std::memory_order_relaxed);
+  if (now - last < 100 || !g_last_decay_ms.compare_exchange_strong(last, now)) return;
+  for (int i = 0; i < kPlaces; ++i) {
+    if (!g_place_used[i].load(std::memory_order_relaxed)) continue;
+    Place& pl = g_places[i];
+    SegmentHeader* chain;
+    {
+      base::LockGuard guard(pl.lock);
+      if (pl.cached_bytes == 0) continue;
+      chain = evict_locked(pl, cache_budget(), decay_ms(), os::now_ms());
+    }
+    unmap_chain(chain);
+  }
+}
+
+SourceStats stats(int place) {
+  SourceStats s{};
+  for (int i = 0; i < kPlaces; ++i) {
+    if ((place >= 0 && i != place) || !g_place_used[i].load(std::memory_order_relaxed)) continue;
+    Place& pl = g_places[i];
+    base::LockGuard guard(pl.lock);
+    s.mapped_bytes += pl.mapped_bytes;
+    s.segment_count += pl.segment_count;
+    s.huge_count += pl.huge_count;
+    s.huge_bytes += pl.huge_bytes;
+    s.cached_bytes += pl.cached_bytes;
+    s.unmap_failures += pl.unmap_failures;
+  }
+  s.peak_mapped_bytes = g_peak_mapped.load(std::memory_order_relaxed);
+  return s;
+}
+
+void fork_prepare() {
+  for (Place& pl : g_places) pl.lock.lock();
+}
+void fork_parent() {
+  for (Place& pl : g_places) pl.lock.unlock();
+}
+void fork_child() {
+  for (Place& pl : g_places) pl.lock.reset();
+}
+
+}  // namespace mpcalloc::source

@@ -1,0 +1,124 @@
+// Huge blocks: taken from the place's cache (best fit, split, grown with mremap) or mapped
+// fresh; resized without copying; over-aligned mappings. Layer source.
+#include <cstring>
+
+#include "base/bits.h"
+#include "os/os_memory.h"
+#include "source/block_source.h"
+#include "source/place.h"
+#include "source/registry.h"
+
+namespace mpcalloc::source {
+namespace {
+
+// A cached block made ready for a new life: zero if asked (its pages dropped rather than
+// rewritten), and in any case a clean run table, since the free fast path reads the owner key
+// at the block's base and a tail split off a larger block has the old user data there.
+bool prepare_reused(SegmentHeader* seg, bool want_zero) {
+  uintptr_t base = segment_base(seg);
+  bool zero = seg->is_zero;
+  if (want_zero && !zero) {
+    size_t header_end = kRunTableBytes + sizeof(SegmentHeader);
+    size_t keep = base::align_up(header_end, os::kPageSize);
+    if (seg->map_size > keep &&
+        os::discard(reinterpret_cast<void*>(base + keep), seg->map_size - keep)) {
+      // The page holding the header stays; clear the rest of it (user data may start there).
+      std::memset(reinterpret_cast<void*>(base + header_end), 0, keep - header_end);
+      zero = true;
+    }
+  }
+  if (!seg->is_zero) std::memset(reinterpret_cast<void*>(base), 0, kRunTableBytes);
+  return zero;
+}
+
+}  // namespace
+
+SegmentHeader* acquire_huge(size_t map_size, bool want_zero, int place) {
+  map_size = base::align_up(map_size, os::kPageSize);
+  Place& pl = place_of(place);
+  if (SegmentHeader* found = cache_take_huge(pl, map_size)) {
+    bool zero = prepare_reused(found, want_zero);
+    SegmentHeader* seg = found;
+    if (found->map_size < map_size) {
+      seg = resize_huge(found, map_size);
+      // Could not grow it: give it back and fall through to a fresh mapping.
+      if (seg == nullptr) cache_put(found, true);
+    }
+    if (seg != nullptr) {
+      init_header(seg, SegmentKind::kHuge, nullptr, seg->map_size, zero);
+      account_huge(pl, +1, seg->map_size);
+      return seg;
+    }
+  }
+  SegmentHeader* seg = map_block(map_size, place, false);
+  if (seg == nullptr) return nullptr;
+  seg->kind = SegmentKind::kHuge;
+  account_huge(pl, +1, map_size);
+  return seg;
+}
+
+void release_huge(SegmentHeader* seg) {
+  account_huge(place_of(seg), -1, seg->map_size);
+  seg->is_zero = false;
+  cache_put(seg, true);
+}
+
+SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
+  new_map_size = base::align_up(new_map_size, os::kPageSize);
+  uintptr_t base = segment_base(seg);
+  size_t old_size = seg->map_size;
+  if (new_map_size == old_size) return seg;
+  bool in_use = seg->kind == SegmentKind::kHuge;
+  if (os::remap_in_place(reinterpret_cast<void*>(base), old_size, new_map_size)) {
+    seg->map_size = new_map_size;
+  } else {
+    if (new_map_size < old_size) return nullptr;
+    // Move to a fresh aligned range: reserve it, then mremap onto it (pages move, no copy).
+    size_t over = new_map_size + kSegmentSize;
+    void* r = os::reserve(over);
+    if (r == nullptr) return nullptr;
+    uintptr_t rs = reinterpret_cast<uintptr_t>(r);
+    uintptr_t target = base::align_up(rs, kSegmentSize);
+    // The old range is free for the kernel to hand out (to another thread's new segment) the
+    // moment mremap returns: its registration goes first, or it would be cleared afterwards
+    // under that segment's feet.
+    registry_set(base, false);
+    if (!registry_set(target, true) ||
+        !os::remap_to(reinterpret_cast<void*>(base), old_size, new_map_size,
+                      reinterpret_cast<void*>(target))) {
+      registry_set(target, false);
+      registry_set(base, true);
+      os::unmap(r, over);
+      return nullptr;
+    }
+    os::unmap(r, target - rs);
+    os::unmap(reinterpret_cast<void*>(target + new_map_size), rs + over - (target + new_map_size));
+    seg = segment_header(target);
+    seg->map_size = new_map_size;
+  }
+  account_resize(place_of(seg), static_cast<long>(new_map_size) - static_cast<long>(old_size),
+                 in_use);
+  return seg;
+}
+
+void* map_overaligned(size_t map_size, size_t align) {
+  os::MapResult m = os::map_aligned(map_size, align);
+  if (m.addr == nullptr) return nullptr;
+  Place& pl = place_of(kPlaceAny);
+  account_resize(pl, static_cast<long>(map_size), false);
+  account_huge(pl, +1, map_size);
+  return m.addr;
+}
+
+void unmap_overaligned(void* p, size_t map_size) {
+  Place& pl = place_of(kPlaceAny);
+  account_huge(pl, -1, map_size);
+  if (os::unmap(p, map_size)) {
+    account_resize(pl, -static_cast<long>(map_size), false);
+  } else {
+    base::LockGuard guard(pl.lock);
+    ++pl.unmap_failures;
+  }
+}
+
+}  // namespace mpcalloc::source

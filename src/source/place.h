@@ -1,0 +1,71 @@
+// A place is where memory lives: one NUMA node, first-touch memory of unbound threads, or huge
+// blocks interleaved over the nodes. Each has its own cache of free blocks (under its lock and
+// byte budget) and its own accounting, so memory never changes place by being recycled.
+// Layer source (internal to the layer: segments.cpp, huge_blocks.cpp, cache.cpp).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "base/intrusive_list.h"
+#include "base/spinlock.h"
+#include "source/block_source.h"
+#include "source/segment.h"
+
+namespace mpcalloc::source {
+
+struct Place {
+  base::SpinLock lock;
+  base::IntrusiveList<SegmentHeader> segments;  // free segments, newest first
+  base::IntrusiveList<SegmentHeader> huge;      // free huge blocks, newest first
+  size_t cached_bytes;
+  size_t dirty_segments;  // cached segments whose pages are still resident
+  // Accounting, changed under the lock so a snapshot is consistent (huge <= mapped).
+  size_t mapped_bytes;
+  size_t segment_count;
+  size_t huge_count;   // huge blocks in use
+  size_t huge_bytes;   // their mapped bytes
+  uint64_t unmap_failures;
+};
+
+// Whether a block cached at `cached_at` (ms) has been unused for max_age ms at `now`. A block
+// cached after `now` was read (by a thread that read the clock later) is young, not 2^64 ms old.
+constexpr bool decayed(uint64_t cached_at, uint64_t now, uint64_t max_age) {
+  return max_age != 0 && now > cached_at && now - cached_at >= max_age;
+}
+
+Place& place_of(int place);
+inline Place& place_of(const SegmentHeader* seg) { return place_of(seg->node); }
+
+// The budget and decay of every place (options; changeable at run time).
+size_t cache_budget();
+uint64_t decay_ms();
+
+// Fills in a header; the block stays at its place.
+void init_header(SegmentHeader* seg, SegmentKind kind, void* owner, size_t map_size, bool zero);
+
+// A fresh mapping of `size` bytes aligned to kSegmentSize for `place`: registered, counted,
+// header set up (kind kNone, is_zero). nullptr when out of memory.
+SegmentHeader* map_block(size_t size, int place, bool segment);
+// Accounting of a mapping that grows (delta > 0) or shrinks in place or by moving; `huge`: it
+// is a huge block in use (counted in huge_bytes).
+void account_resize(Place& pl, long delta, bool huge);
+// A huge block goes into use (+1) or out of it (-1) with `bytes` mapped.
+void account_huge(Place& pl, int delta_count, size_t bytes);
+
+// Takes a free segment from the place's cache (nullptr: none).
+SegmentHeader* cache_take_segment(Place& pl);
+// Takes the best-fitting free huge block of at least map_size bytes, splitting a much larger
+// one at a segment boundary (the tail stays cached); otherwise the largest smaller one, for
+// the caller to grow. nullptr: the cache has no huge block.
+SegmentHeader* cache_take_huge(Place& pl, size_t map_size);
+// How many cached segments still hold resident pages.
+size_t cache_dirty_segments(Place& pl);
+
+// Caches a free block (or unmaps it when it alone exceeds the budget); huge blocks merge with
+// cached neighbours. Evicts what the budget and the decay say must go.
+void cache_put(SegmentHeader* seg, bool huge);
+// Unmaps blocks in no list (a chain linked through `next`); a block the kernel refuses to unmap
+// goes back to its cache and is counted (stats: unmap_failures).
+void unmap_chain(SegmentHeader* chain);
+
+}  // namespace mpcalloc::source
