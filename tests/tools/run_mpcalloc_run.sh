@@ -119,7 +119,14 @@ case $case_name in
     echo "ok: program found without --"
     ;;
   stats)
-    # With today's library, MPCALLOC_STATS=1 prints the text report on stderr at exit.
+    command -v python3 >/dev/null || { echo "SKIP: python3 not installed"; exit 77; }
+    # json_fields FILE: the field names of mpcalloc's JSON statistics in FILE, or fails.
+    json_fields() {
+      python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))["mpcalloc"]
+assert d["peak_mapped_bytes"] > 0, d
+print(" ".join(sorted(d)))' "$1"
+    }
+    # --stats: the text report on stderr at exit.
     "$run" --stats -- "$probe" >"$work/out" 2>"$work/err" || fail "--stats run failed: $(cat "$work/err")"
     grep -q '^mpcalloc: stats$' "$work/err" || fail "--stats printed no stats: $(cat "$work/err")"
     grep -Eq '^mpcalloc:   peak_mapped_bytes = [1-9][0-9]*' "$work/err" ||
@@ -127,11 +134,33 @@ case $case_name in
     lines=$(grep -c '^mpcalloc:   ' "$work/err")
     "$run" -- "$probe" >"$work/out" 2>"$work/err" || fail "plain run failed"
     grep -q 'mpcalloc: stats' "$work/err" && fail "stats printed without --stats"
-    "$run" --verbose -- "$probe" >"$work/out" 2>"$work/err" || fail "--verbose run failed"
-    grep -q 'MPCALLOC_CACHE_MAX=' "$work/err" || fail "--verbose printed no options: $(cat "$work/err")"
-    "$run" --verbose --cache-max=64M -- "$probe" >"$work/out" 2>"$work/err" || fail "--cache-max run failed"
-    grep -Eq 'MPCALLOC_CACHE_MAX=(67108864|64M)' "$work/err" || fail "--cache-max=64M not in effect: $(cat "$work/err")"
-    echo "ok: --stats printed $lines stats lines; none without it; --verbose and --cache-max in effect"
+    echo "ok: --stats printed $lines stats lines on stderr; none without it"
+    # --stats=json: one JSON object on stderr.
+    "$run" --stats=json -- "$probe" >"$work/out" 2>"$work/err" || fail "--stats=json run failed"
+    fields=$(json_fields "$work/err") || fail "--stats=json: stderr is not mpcalloc's JSON: $(cat "$work/err")"
+    echo "ok: --stats=json: JSON on stderr ($fields)"
+    # --stats=json:FILE and text:FILE, %p = the program's pid.
+    mkdir -p "$work/st"
+    "$run" --stats=json:"$work/st/run.%p.json" -- "$probe" >"$work/out" 2>"$work/err" ||
+      fail "--stats=json:FILE run failed: $(cat "$work/err")"
+    pid=$(sed -n 's/^pid=//p' "$work/out")
+    [ -f "$work/st/run.$pid.json" ] || fail "--stats=json:run.%p.json: no run.$pid.json ($(ls "$work/st"))"
+    [ -s "$work/err" ] && fail "--stats=json:FILE also wrote to stderr: $(cat "$work/err")"
+    json_fields "$work/st/run.$pid.json" >/dev/null || fail "run.$pid.json is not mpcalloc's JSON"
+    "$run" --stats=:"$work/st/run.%p.txt" -- "$probe" >"$work/out" 2>"$work/err" || fail "--stats=:FILE run failed"
+    pid=$(sed -n 's/^pid=//p' "$work/out")
+    grep -q '^mpcalloc: stats$' "$work/st/run.$pid.txt" 2>/dev/null ||
+      fail "--stats=:run.%p.txt: no text stats in run.$pid.txt ($(ls "$work/st"))"
+    echo "ok: --stats=json:run.%p.json and --stats=:run.%p.txt wrote one file each, named with the pid"
+    # --verbose: the library prints the options in effect, as the flags set them, with no
+    # warning (every variable mpcalloc-run sets is one the library knows).
+    "$run" --verbose --check --cache-max=64M --numa=interleave --stats=json:"$work/st/v.%p.json" \
+      -- "$probe" >"$work/out" 2>"$work/err" || fail "--verbose run failed: $(cat "$work/err")"
+    for want in MPCALLOC_CHECK=1 MPCALLOC_CACHE_MAX=67108864 MPCALLOC_NUMA=interleave; do
+      grep -q "$want" "$work/err" || fail "--verbose: the library does not report $want: $(cat "$work/err")"
+    done
+    grep -qi 'warning' "$work/err" && fail "the library warned about what mpcalloc-run set: $(grep -i warning "$work/err")"
+    echo "ok: --verbose: the library runs with MPCALLOC_CHECK=1, CACHE_MAX=64M, NUMA=interleave, no warning"
     ;;
   mpi)
     [ -n "$mpi_probe" ] || { echo "SKIP: MPI not found at configure time"; exit 77; }
@@ -146,6 +175,19 @@ case $case_name in
     ranks=$(grep -c '^mpcalloc: stats$' "$work/err")
     [ "$ranks" -eq 2 ] || fail "want stats from 2 ranks, got $ranks: $(tail -5 "$work/err")"
     echo "ok: mpirun ${flags[*]} mpcalloc-run --stats -- mpi_probe: $(cat "$work/out"), stats from $ranks ranks"
+    # One JSON file per rank through %p.
+    mkdir -p "$work/st"
+    mpirun "${flags[@]}" "$run" --stats=json:"$work/st/rank.%p.json" -- "$mpi_probe" >"$work/out" 2>"$work/err" ||
+      fail "mpirun ... mpcalloc-run --stats=json:FILE: $(tail -5 "$work/err")"
+    files=$(find "$work/st" -name 'rank.*.json' | wc -l)
+    [ "$files" -eq 2 ] || fail "want 2 rank.%p.json files, got $files: $(ls "$work/st")"
+    if command -v python3 >/dev/null; then
+      for f in "$work"/st/rank.*.json; do
+        python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["mpcalloc"]["peak_mapped_bytes"] > 0' "$f" ||
+          fail "$(basename "$f") is not mpcalloc's JSON: $(head -c 300 "$f")"
+      done
+    fi
+    echo "ok: --stats=json:rank.%p.json under mpirun: $files files of JSON stats"
     ;;
   *)
     fail "unknown case $case_name"
