@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cerrno>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #if defined(__SANITIZE_THREAD__)
 #define MPCALLOC_TSAN 1
 #elif defined(__has_feature)
@@ -127,9 +129,15 @@ bool remap_to(void* addr, size_t old_size, size_t new_size, void* target) {
   g_mremap.fetch_add(1, std::memory_order_relaxed);
   ErrnoKeeper keep;
   kernel_release();
-  void* r = ::mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  // Hooks must hear that [addr, addr+old_size) is going away, but some forward only four
+  // arguments (UCX 1.13's mremap hook drops new_address: the kernel then moved the block to
+  // address 0 as root, or anywhere). So: announce the move with a no-op mremap through libc,
+  // which every hook reports as the old range leaving, then move with the kernel call itself;
+  // the target is our own PROT_NONE reservation, which holds nothing anyone registered.
+  ::mremap(addr, old_size, old_size, 0);
+  long r = syscall(SYS_mremap, addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   kernel_acquire();
-  return r != MAP_FAILED;
+  return r == reinterpret_cast<long>(target);
 }
 
 bool discard(void* addr, size_t size) {

@@ -57,7 +57,9 @@ extern "C" void* mremap(void* old, size_t old_size, size_t new_size, int flags, 
   }
   g_mremaps.fetch_add(1);
   uintptr_t a = reinterpret_cast<uintptr_t>(old);
-  if (flags & MREMAP_MAYMOVE) {
+  if ((flags & MREMAP_MAYMOVE) || (flags == 0 && new_size == old_size)) {
+    // A move, or the library's announcement of one (a same-size no-op that hooks report as the
+    // old range leaving; the move itself follows by the kernel call).
     g_moves.fetch_add(1);
     check_released(a, a + old_size);  // the whole old range may be vacated
   } else if (new_size < old_size) {
