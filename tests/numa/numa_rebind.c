@@ -4,20 +4,20 @@
 #include "numa_probe.h"
 
 static const char usage[] =
-  "usage: numa_rebind [-m PERCENT]\n"
-  "  Needs mpcalloc (linked or preloaded); under another malloc every check FAILs as 'not\n"
-  "  available'. PERCENT (default 99): the local share wanted after a rebind. Exit 0 PASS,\n"
-  "  1 FAIL, 2 ERROR.\n";
+    "usage: numa_rebind [-m PERCENT]\n"
+    "  Needs mpcalloc (linked or preloaded); under another malloc every check FAILs as 'not\n"
+    "  available'. PERCENT (default 99): the local share wanted after a rebind. Exit 0 PASS,\n"
+    "  1 FAIL, 2 ERROR.\n";
 
 static double need = 99;
-static const size_t budget[NP_KINDS] = { 2 * NP_MIB, 4 * NP_MIB, 4 * NP_MIB };
+static const size_t budget[NP_KINDS] = {2 * NP_MIB, 4 * NP_MIB, 4 * NP_MIB};
 static int node_a, node_b;
 
 /* A thread bound to node A fills and frees blocks (its caches now hold node-A memory), moves to
  * node B, calls mpcalloc_thread_rebind(), allocates again: node B. Then, unbound: -1. */
-static void *mover(void *arg) {
+static void* mover(void* arg) {
   (void)arg;
-  struct np_blocks blocks = { 0 };
+  struct np_blocks blocks = {0};
   char label[96];
   if (np_bind(node_a) != 0 || np_blocks_fill(&blocks, budget, 0x1eb1, 0x11) != 0) return NULL;
   snprintf(label, sizeof label, "node%d, before the move", node_a);
@@ -29,7 +29,8 @@ static void *mover(void *arg) {
   } else {
     int got = mpcalloc_thread_rebind();
     printf("  mpcalloc_thread_rebind() bound to node%d: %d\n", node_b, got);
-    if (got != node_b) np_fail("mpcalloc_thread_rebind() returned %d for a thread bound to node %d", got, node_b);
+    if (got != node_b)
+      np_fail("mpcalloc_thread_rebind() returned %d for a thread bound to node %d", got, node_b);
     if (np_blocks_fill(&blocks, budget, 0x1eb2, 0x22) == 0) {
       snprintf(label, sizeof label, "node%d, after the move and rebind", node_b);
       np_blocks_check(&blocks, label, node_b, need);
@@ -38,7 +39,8 @@ static void *mover(void *arg) {
     if (np_unbind() == 0) {
       got = mpcalloc_thread_rebind();
       printf("  mpcalloc_thread_rebind() unbound: %d\n", got);
-      if (got != -1) np_fail("mpcalloc_thread_rebind() returned %d for a thread on every node's CPUs", got);
+      if (got != -1)
+        np_fail("mpcalloc_thread_rebind() returned %d for a thread on every node's CPUs", got);
     }
   }
   np_blocks_clear(&blocks);
@@ -46,8 +48,8 @@ static void *mover(void *arg) {
 }
 
 /* Where the pages of [P, P+SIZE) are. Returns 0 or -1. */
-static int locate_block(const char *p, size_t size, struct np_tally *t) {
-  struct np_pages pages = { NULL, 0, 0 };
+static int locate_block(const char* p, size_t size, struct np_tally* t) {
+  struct np_pages pages = {NULL, 0, 0};
   np_pages_add(&pages, p, size);
   int rc = np_locate(&pages, t);
   np_pages_clear(&pages);
@@ -56,9 +58,9 @@ static int locate_block(const char *p, size_t size, struct np_tally *t) {
 
 /* A thread bound to node A mallocs a small, a medium and a huge block, writes them, and moves
  * each to node B with mpcalloc_migrate: every page on B, contents unchanged. */
-static void *migrator(void *arg) {
+static void* migrator(void* arg) {
   (void)arg;
-  static const size_t sizes[NP_KINDS] = { 200, 300 * 1024, 6 * 1024 * 1024 + 4096 };
+  static const size_t sizes[NP_KINDS] = {200, 300 * 1024, 6 * 1024 * 1024 + 4096};
   char label[96];
   if (np_bind(node_a) != 0) return NULL;
   if (!mpcalloc_migrate) {
@@ -66,48 +68,54 @@ static void *migrator(void *arg) {
     return NULL;
   }
   for (int k = 0; k < NP_KINDS; k++) {
-    unsigned char *p = malloc(sizes[k]);
+    unsigned char* p = malloc(sizes[k]);
     if (!p) {
       np_error("malloc(%zu) returned NULL", sizes[k]);
       return NULL;
     }
     for (size_t i = 0; i < sizes[k]; i++) p[i] = (unsigned char)(i * 7 + (size_t)k);
     struct np_tally t;
-    if (locate_block((char *)p, sizes[k], &t) == 0) {
+    if (locate_block((char*)p, sizes[k], &t) == 0) {
       snprintf(label, sizeof label, "%s block of %zu B, before migrate", np_kind_name[k], sizes[k]);
       np_check(label, &t, node_a, -1);
     }
     errno = 0;
     int rc = mpcalloc_migrate(p, node_b);
     if (rc != 0) {
-      np_fail("mpcalloc_migrate(%s block, %d) returned %d (errno %d %s)", np_kind_name[k], node_b, rc, errno,
-              strerror(errno));
-    } else if (locate_block((char *)p, sizes[k], &t) == 0) {
-      snprintf(label, sizeof label, "%s block, after mpcalloc_migrate to node%d", np_kind_name[k], node_b);
+      np_fail("mpcalloc_migrate(%s block, %d) returned %d (errno %d %s)", np_kind_name[k], node_b,
+              rc, errno, strerror(errno));
+    } else if (locate_block((char*)p, sizes[k], &t) == 0) {
+      snprintf(label, sizeof label, "%s block, after mpcalloc_migrate to node%d", np_kind_name[k],
+               node_b);
       np_check(label, &t, node_b, 100);
     }
     size_t bad = 0;
     for (size_t i = 0; i < sizes[k]; i++) bad += p[i] != (unsigned char)(i * 7 + (size_t)k);
-    if (bad) np_fail("%zu bytes of the %s block changed across mpcalloc_migrate", bad, np_kind_name[k]);
+    if (bad)
+      np_fail("%zu bytes of the %s block changed across mpcalloc_migrate", bad, np_kind_name[k]);
     if (k == NP_MEDIUM) {
       int no_node = np_topo.node[np_topo.n - 1].id + 1, stack = 0;
       errno = 0;
       rc = mpcalloc_migrate(p, no_node);
-      printf("  mpcalloc_migrate(block, node %d that does not exist): %d, errno %d\n", no_node, rc, errno);
-      if (rc != -1 || errno != EINVAL) np_fail("mpcalloc_migrate to node %d: want -1 and EINVAL", no_node);
+      printf("  mpcalloc_migrate(block, node %d that does not exist): %d, errno %d\n", no_node, rc,
+             errno);
+      if (rc != -1 || errno != EINVAL)
+        np_fail("mpcalloc_migrate to node %d: want -1 and EINVAL", no_node);
       errno = 0;
       rc = mpcalloc_migrate(&stack, node_b);
       printf("  mpcalloc_migrate(stack address, node%d): %d, errno %d\n", node_b, rc, errno);
-      if (rc != -1 || errno != EINVAL) np_fail("mpcalloc_migrate of a stack address: want -1 and EINVAL");
+      if (rc != -1 || errno != EINVAL)
+        np_fail("mpcalloc_migrate of a stack address: want -1 and EINVAL");
     }
     free(p);
   }
   return NULL;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "-m") && i + 1 < argc) need = np_number(argv[++i], "percent");
+    if (!strcmp(argv[i], "-m") && i + 1 < argc)
+      need = np_number(argv[++i], "percent");
     else {
       fputs(usage, stderr);
       return NP_ERROR;
@@ -121,7 +129,8 @@ int main(int argc, char **argv) {
   } else {
     int seen = mpcalloc_numa_nodes();
     printf("  mpcalloc_numa_nodes(): %d (/sys: %d nodes with CPUs)\n", seen, np_topo.n);
-    if (seen != np_topo.n) np_fail("mpcalloc_numa_nodes() returned %d, /sys has %d nodes", seen, np_topo.n);
+    if (seen != np_topo.n)
+      np_fail("mpcalloc_numa_nodes() returned %d, /sys has %d nodes", seen, np_topo.n);
   }
   pthread_t t;
   printf("rebind: a thread moved from node%d to node%d\n", node_a, node_b);

@@ -4,11 +4,12 @@
 #include "numa_probe.h"
 
 static const char usage[] =
-  "usage: numa_recycle [-a] [-m PERCENT] [-s MIB]\n"
-  "  One thread per node, in node order, each bound to its node: it mallocs MIB (default 64) of\n"
-  "  64 KiB-4 MiB blocks, writes them, checks where the pages are, frees them all, then ends\n"
-  "  (or with -a stays alive, parked, as in a thread pool) before the next node's thread starts.\n"
-  "  PASS when every thread is at least PERCENT (default 99) local. Exit 0 PASS, 1 FAIL, 2 ERROR.\n";
+    "usage: numa_recycle [-a] [-m PERCENT] [-s MIB]\n"
+    "  One thread per node, in node order, each bound to its node: it mallocs MIB (default\n"
+    "  64) of 64 KiB-4 MiB blocks, writes them, checks where the pages are, frees them all,\n"
+    "  then ends (or with -a stays alive, parked, as in a thread pool) before the next node's\n"
+    "  thread starts. PASS when every thread is at least PERCENT (default 99) local. Exit 0\n"
+    "  PASS, 1 FAIL, 2 ERROR.\n";
 
 static double need = 99;
 static size_t total = 64 * NP_MIB;
@@ -23,21 +24,21 @@ struct worker {
 };
 
 /* 64 KiB to 4 MiB: a power of two times 1, 1.25, 1.5 or 1.75. */
-static size_t next_size(uint64_t *rng) {
+static size_t next_size(uint64_t* rng) {
   uint64_t r = np_random(rng);
   size_t size = ((64 * NP_KIB) << (r % 7)) / 4 * (4 + (r >> 8) % 4);
   return size > 4 * NP_MIB ? 4 * NP_MIB : size;
 }
 
-static void *work(void *arg) {
-  struct worker *w = arg;
-  struct np_blocks blocks = { 0 };
+static void* work(void* arg) {
+  struct worker* w = arg;
+  struct np_blocks blocks = {0};
   if (np_bind(w->node) == 0) {
     uint64_t rng = 0x5eed; /* the same sizes in the same order for every thread */
     size_t done = 0;
     while (done < total) {
       size_t size = next_size(&rng);
-      char *p = malloc(size);
+      char* p = malloc(size);
       if (!p) {
         np_error("malloc(%zu) returned NULL", size);
         break;
@@ -64,25 +65,28 @@ static void *work(void *arg) {
   return NULL;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   int park = 0;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "-a")) park = 1;
-    else if (!strcmp(argv[i], "-m") && i + 1 < argc) need = np_number(argv[++i], "percent");
-    else if (!strcmp(argv[i], "-s") && i + 1 < argc) total = (size_t)(np_number(argv[++i], "MiB") * (double)NP_MIB);
+    if (!strcmp(argv[i], "-a"))
+      park = 1;
+    else if (!strcmp(argv[i], "-m") && i + 1 < argc)
+      need = np_number(argv[++i], "percent");
+    else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+      total = (size_t)(np_number(argv[++i], "MiB") * (double)NP_MIB);
     else {
       fputs(usage, stderr);
       return NP_ERROR;
     }
   }
   if (np_start("numa_recycle", 2) != 0) return np_finish(need);
-  printf("numa_recycle: %zu MiB of 64 KiB-4 MiB blocks per thread; each thread frees them, then %s\n",
+  printf("numa_recycle: %zu MiB of 64 KiB-4 MiB blocks per thread; it frees them, then %s\n",
          total / NP_MIB, park ? "stays alive (parked)" : "ends");
 
   struct worker w[NP_MAX_NODES];
   pthread_t t[NP_MAX_NODES];
   for (int i = 0; i < np_topo.n; i++) {
-    w[i] = (struct worker){ np_topo.node[i].id, i, park };
+    w[i] = (struct worker){np_topo.node[i].id, i, park};
     np_thread(&t[i], work, &w[i]);
     if (!park) {
       pthread_join(t[i], NULL);

@@ -4,14 +4,14 @@
 #include "numa_probe.h"
 
 static const char usage[] =
-  "usage: numa_stencil [-m PERCENT] [-n STEPS] [-p THREADS_PER_NODE] [-t TILE_KIB]\n"
-  "  Threads, bound to the nodes in turn (default: one per CPU), own a tile of TILE_KIB (default\n"
-  "  1536) split in 4 row panels. Each step a thread mallocs the next tile's panels, a workspace\n"
-  "  as big as the tile and 32 small task records, publishes its last row in a halo buffer,\n"
-  "  computes the 5-point stencil (reading its predecessor's halo), then frees the old tile, the\n"
-  "  workspace, the records and its predecessor's halo (a remote free). STEPS default 8.\n"
-  "  PASS when every thread has at least PERCENT (default 99) of the pages it wrote on its node\n"
-  "  over all steps. Exit 0 PASS, 1 FAIL, 2 ERROR.\n";
+    "usage: numa_stencil [-m PERCENT] [-n STEPS] [-p THREADS_PER_NODE] [-t TILE_KIB]\n"
+    "  Threads, bound to the nodes in turn (default: one per CPU), own a tile of TILE_KIB\n"
+    "  (default 1536) split in 4 row panels. Each step a thread mallocs the next tile's\n"
+    "  panels, a workspace as big as the tile and 32 small task records, publishes its last\n"
+    "  row in a halo buffer, computes the 5-point stencil (reading its predecessor's halo),\n"
+    "  then frees the old tile, the workspace, the records and its predecessor's halo (a\n"
+    "  remote free). STEPS default 8. PASS when every thread has at least PERCENT (default\n"
+    "  99) of the pages it wrote on its node over all steps. Exit 0 PASS, 1 FAIL, 2 ERROR.\n";
 
 enum { PANELS = 4, RECORDS = 32, COLS = 512 };
 
@@ -23,21 +23,21 @@ static pthread_barrier_t barrier;
 
 struct worker {
   int node, index, ok;
-  double *halo_out; /* this step's last row, for the successor */
+  double* halo_out; /* this step's last row, for the successor */
   struct np_tally sum;
   double residual;
 };
-static struct worker *workers;
+static struct worker* workers;
 static int nworkers;
 
-static double *cell(double *const panel[PANELS], size_t r) {
+static double* cell(double* const panel[PANELS], size_t r) {
   return panel[r / rows_per_panel] + (r % rows_per_panel) * COLS;
 }
 
-static void *work(void *arg) {
-  struct worker *me = arg;
-  struct worker *prev = &workers[(me->index + nworkers - 1) % nworkers];
-  double *cur[PANELS] = { 0 }, *next[PANELS] = { 0 };
+static void* work(void* arg) {
+  struct worker* me = arg;
+  struct worker* prev = &workers[(me->index + nworkers - 1) % nworkers];
+  double *cur[PANELS] = {0}, *next[PANELS] = {0};
   size_t panel_bytes = rows_per_panel * COLS * sizeof(double);
   me->ok = np_bind(me->node) == 0;
   for (int p = 0; p < PANELS && me->ok; p++) {
@@ -47,12 +47,13 @@ static void *work(void *arg) {
       me->ok = 0;
       break;
     }
-    for (size_t i = 0; i < rows_per_panel * COLS; i++) cur[p][i] = (double)((i + (size_t)me->index) % 17);
+    for (size_t i = 0; i < rows_per_panel * COLS; i++)
+      cur[p][i] = (double)((i + (size_t)me->index) % 17);
   }
   for (int s = 0; s < steps; s++) {
-    struct np_pages pages = { NULL, 0, 0 };
-    double *ws = NULL;
-    char *record[RECORDS] = { 0 };
+    struct np_pages pages = {NULL, 0, 0};
+    double* ws = NULL;
+    char* record[RECORDS] = {0};
     uint64_t rng = 0x57e9u + (uint64_t)s * 131u + (uint64_t)me->index;
     me->halo_out = NULL; /* the successor freed last step's */
     if (me->ok) {
@@ -75,7 +76,7 @@ static void *work(void *arg) {
     pthread_barrier_wait(&barrier); /* every halo is published */
     if (me->ok && prev->ok) {
       for (size_t r = 0; r < rows; r++) {
-        const double *up = r ? cell(cur, r - 1) : prev->halo_out;
+        const double* up = r ? cell(cur, r - 1) : prev->halo_out;
         const double *row = cell(cur, r), *down = r + 1 < rows ? cell(cur, r + 1) : row;
         double *out = cell(next, r), *res = ws + r * COLS;
         for (size_t c = 0; c < COLS; c++) {
@@ -84,9 +85,11 @@ static void *work(void *arg) {
           res[c] = out[c] - row[c];
         }
       }
-      memset((char *)ws + rows * COLS * sizeof(double), 0, tile_bytes - rows * COLS * sizeof(double));
+      memset((char*)ws + rows * COLS * sizeof(double), 0,
+             tile_bytes - rows * COLS * sizeof(double));
       for (size_t i = 0; i < rows * COLS; i++)
-        if (ws[i] > me->residual || -ws[i] > me->residual) me->residual = ws[i] > 0 ? ws[i] : -ws[i];
+        if (ws[i] > me->residual || -ws[i] > me->residual)
+          me->residual = ws[i] > 0 ? ws[i] : -ws[i];
       for (int p = 0; p < PANELS; p++) np_pages_add(&pages, next[p], panel_bytes);
       np_pages_add(&pages, ws, tile_bytes);
       np_pages_add(&pages, me->halo_out, COLS * sizeof(double));
@@ -107,19 +110,23 @@ static void *work(void *arg) {
     }
     free(ws);
     for (int i = 0; i < RECORDS; i++) free(record[i]);
-    free(prev->halo_out); /* allocated by the predecessor, maybe on another node */
+    free(prev->halo_out);           /* allocated by the predecessor, maybe on another node */
     pthread_barrier_wait(&barrier); /* before anyone publishes a new halo */
   }
   for (int p = 0; p < PANELS; p++) free(cur[p]);
   return NULL;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "-m") && i + 1 < argc) need = np_number(argv[++i], "percent");
-    else if (!strcmp(argv[i], "-n") && i + 1 < argc) steps = (int)np_number(argv[++i], "steps");
-    else if (!strcmp(argv[i], "-p") && i + 1 < argc) per_node = (int)np_number(argv[++i], "threads");
-    else if (!strcmp(argv[i], "-t") && i + 1 < argc) tile_bytes = (size_t)np_number(argv[++i], "KiB") * NP_KIB;
+    if (!strcmp(argv[i], "-m") && i + 1 < argc)
+      need = np_number(argv[++i], "percent");
+    else if (!strcmp(argv[i], "-n") && i + 1 < argc)
+      steps = (int)np_number(argv[++i], "steps");
+    else if (!strcmp(argv[i], "-p") && i + 1 < argc)
+      per_node = (int)np_number(argv[++i], "threads");
+    else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+      tile_bytes = (size_t)np_number(argv[++i], "KiB") * NP_KIB;
     else {
       fputs(usage, stderr);
       return NP_ERROR;
@@ -132,9 +139,9 @@ int main(int argc, char **argv) {
   tile_bytes = rows * COLS * sizeof(double);
   for (int i = 0; i < np_topo.n; i++) nworkers += per_node > 0 ? per_node : np_topo.node[i].ncpus;
   workers = np_map((size_t)nworkers * sizeof *workers);
-  printf("numa_stencil: %d threads, tile %zu KiB in %d panels, %d steps\n", nworkers, tile_bytes / NP_KIB,
-         PANELS, steps);
-  pthread_t *t = np_map((size_t)nworkers * sizeof *t);
+  printf("numa_stencil: %d threads, tile %zu KiB in %d panels, %d steps\n", nworkers,
+         tile_bytes / NP_KIB, PANELS, steps);
+  pthread_t* t = np_map((size_t)nworkers * sizeof *t);
   pthread_barrier_init(&barrier, NULL, (unsigned)nworkers);
   for (int i = 0, k = 0; i < np_topo.n; i++) {
     int count = per_node > 0 ? per_node : np_topo.node[i].ncpus;
