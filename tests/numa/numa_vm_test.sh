@@ -22,14 +22,16 @@ die() { echo "numa_vm_test: $*" >&2; exit 1; }
 
 check_tools() {
   [[ -x $tools/numa-vm && -x $tools/setup.sh ]] ||
-    die "INFRASTRUCTURE: numa-vm not found in $tools (set NUMA_VM_TOOLS, or put the shared tools beside the project)"
+    die "INFRASTRUCTURE: numa-vm not found in $tools" \
+        "(set NUMA_VM_TOOLS, or put the shared tools beside the project)"
 }
 
 do_setup() {
   check_tools
   local t0=$SECONDS
   if ! "$tools/setup.sh"; then
-    die "INFRASTRUCTURE: $tools/setup.sh failed (it needs root for its apt installs and network for the kernel package)"
+    die "INFRASTRUCTURE: $tools/setup.sh failed" \
+        "(it needs root for its apt installs and the network for the kernel package)"
   fi
   echo "numa_vm_test: numa-vm ready ($((SECONDS - t0)) s)"
 }
@@ -60,8 +62,12 @@ do_run() {
 
   # Split the stream at the markers that vm_cases.sh writes.
   awk -v dir="$dir" '
-    /^@@numa-case / { name = $2; sub(/:$/, "", name); out = dir "/" name ".log"; printf "" > out; next }
-    /^@@numa-end / { split($3, kv, "="); print kv[2] > (dir "/" $2 ".rc"); close(out); out = ""; next }
+    /^@@numa-case / {
+      name = $2; sub(/:$/, "", name); out = dir "/" name ".log"; printf "" > out; next
+    }
+    /^@@numa-end / {
+      split($3, kv, "="); print kv[2] > (dir "/" $2 ".rc"); close(out); out = ""; next
+    }
     out != "" { print > out }
   ' "$dir/vm.log"
 
@@ -71,8 +77,10 @@ do_run() {
     if [[ -f $dir/$name.rc ]]; then
       local r verdict
       r=$(<"$dir/$name.rc")
-      case $r in 0) verdict=PASS ;; 1) verdict=FAIL ;; 2) verdict=ERROR ;; *) verdict="exit $r" ;; esac
-      summary+=("  $verdict  $name  $(grep -m1 'worst .* local' "$dir/$name.log" | sed 's/^[^:]*: //')")
+      case $r in
+        0) verdict=PASS ;; 1) verdict=FAIL ;; 2) verdict=ERROR ;; *) verdict="exit $r" ;;
+      esac
+      summary+=("  $verdict  $name  $(sed -n 's/^[a-z_]*: worst/worst/p' "$dir/$name.log" | head -1)")
     else
       missing+=("$name")
       summary+=("  NOT RUN  $name")
@@ -81,9 +89,11 @@ do_run() {
   echo "numa_vm_test: group $group summary:"
   printf '%s\n' "${summary[@]}"
   if ((rc == 124)); then
-    die "INFRASTRUCTURE: numa-vm timed out (exit 124) in group $group; no placement verdict for: ${missing[*]:-none}"
+    die "INFRASTRUCTURE: numa-vm timed out (exit 124) in group $group;" \
+        "no placement verdict for: ${missing[*]:-none}"
   elif ((rc == 125)); then
-    die "INFRASTRUCTURE: numa-vm or the VM failed (exit 125) in group $group (see its message above); not a placement result"
+    die "INFRASTRUCTURE: numa-vm or the VM failed (exit 125) in group $group" \
+        "(see its message above); not a placement result"
   elif ((rc != 0)); then
     die "INFRASTRUCTURE: the case runner in the VM exited $rc in group $group"
   elif ((${#missing[@]})); then
@@ -94,7 +104,8 @@ do_run() {
 do_result() {
   local group=$1 results=$2 name=$3 dir=$2/$1
   if [[ ! -f $dir/$name.rc ]]; then
-    die "no result for $name: VM group $group did not run it (see test numa_${group}_vm, $dir/vm.log)"
+    die "no result for $name: VM group $group did not run it" \
+        "(see test numa_${group}_vm, $dir/vm.log)"
   fi
   local cmd
   cmd=$(awk -F'	' -v n="$name" '$1 == n { print $2 }' "$dir/cases")
@@ -112,7 +123,13 @@ do_result() {
 
 case ${1:-} in
   setup) do_setup ;;
-  run) (($# >= 4)) || die "usage: run GROUP RESULTS_DIR [numa-vm options] -- NAME|COMMAND..."; shift; do_run "$@" ;;
-  result) (($# == 4)) || die "usage: result GROUP RESULTS_DIR NAME"; shift; do_result "$@" ;;
-  *) die "usage: numa_vm_test.sh setup | run GROUP RESULTS_DIR [numa-vm options] -- NAME|COMMAND... | result GROUP RESULTS_DIR NAME" ;;
+  run)
+    (($# >= 4)) || die "usage: run GROUP RESULTS_DIR [numa-vm options] -- NAME|COMMAND..."
+    shift
+    do_run "$@" ;;
+  result)
+    (($# == 4)) || die "usage: result GROUP RESULTS_DIR NAME"
+    shift
+    do_result "$@" ;;
+  *) die "usage: numa_vm_test.sh setup | run ... | result ... (see the comment at its top)" ;;
 esac
