@@ -340,7 +340,7 @@ static inline double np_check_part(const char* label, const struct np_tally* t, 
                                    double need, int kind) {
   double share = np_share(t, node);
   pthread_mutex_lock(&np_verdict.lock);
-  printf("  %-44s %5.1f%% local ", label, share);
+  printf("  %-50s %5.1f%% local ", label, share);
   np_print_spread(t);
   if (t->absent) {
     printf("  <- written pages not in memory\n");
