@@ -86,10 +86,18 @@ int migrate(void* p, int node) {
       errno = EIO;
       return -1;
     }
+    // A page of a transparent huge page already queued with an earlier page of the same batch
+    // reports -EBUSY although it moved with it: ask where such pages are now.
+    bool unsure = false;
+    for (size_t i = 0; i < n; ++i) unsure |= status[i] < 0 && status[i] != -ENOENT;
+    if (unsure && !os::numa_page_nodes(pages, n, status)) {
+      errno = EIO;
+      return -1;
+    }
     for (size_t i = 0; i < n; ++i) {
       // Not resident yet (-ENOENT): nothing to move, its first touch places it.
-      if (status[i] < 0 && status[i] != -ENOENT) {
-        errno = -status[i];
+      if (status[i] != node && status[i] != -ENOENT) {
+        errno = status[i] < 0 ? -status[i] : EBUSY;
         return -1;
       }
     }

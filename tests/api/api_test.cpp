@@ -751,6 +751,41 @@ TYPED_TEST(Api, OptionSetChangesTheCacheBudgetAtRunTime) {
   F::trim(0);
 }
 
+TYPED_TEST(Api, NumaCallsOnAMachineWithoutNuma) {
+  using F = TypeParam;
+  // The NUMA tests (tests/numa) run in a multi-node VM; here the same calls must behave on
+  // whatever this machine is: node 0 always exists, a node past the last does not.
+  int nodes = mpcalloc_numa_nodes();
+  ASSERT_GE(nodes, 1);
+  if (nodes == 1) {
+    EXPECT_EQ(mpcalloc_thread_rebind(), -1) << "no NUMA: no thread is bound";
+  }
+  void* small = F::malloc(200);
+  void* medium = F::malloc(300000);
+  void* huge = F::malloc(6 * kMiB);
+  ASSERT_TRUE(small && medium && huge);
+  std::memset(small, 1, 200);
+  std::memset(medium, 2, 300000);
+  std::memset(huge, 3, 6 * kMiB);
+  EXPECT_EQ(mpcalloc_migrate(small, 0), 0);
+  EXPECT_EQ(mpcalloc_migrate(medium, 0), 0);
+  EXPECT_EQ(mpcalloc_migrate(huge, 0), 0);
+  EXPECT_EQ(static_cast<unsigned char*>(huge)[6 * kMiB - 1], 3) << "contents kept";
+  errno = 0;
+  EXPECT_EQ(mpcalloc_migrate(huge, 64), -1);
+  EXPECT_EQ(errno, EINVAL);
+  int on_stack = 0;
+  errno = 0;
+  EXPECT_EQ(mpcalloc_migrate(&on_stack, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(mpcalloc_migrate(nullptr, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  F::free(small);
+  F::free(medium);
+  F::free(huge);
+}
+
 TYPED_TEST(Api, TrimGivesCachedMemoryBack) {
   using F = TypeParam;
   void* big = F::malloc(64 * kMiB);

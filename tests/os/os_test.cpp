@@ -11,6 +11,7 @@
 
 #include "os/os_env.h"
 #include "os/os_memory.h"
+#include "os/os_numa.h"
 #include "os/os_message.h"
 
 using namespace mpcalloc;
@@ -328,4 +329,36 @@ TEST(OsEnv, ClockNeverGoesBackAndAdvancesAcrossASleep) {
   timespec ts{0, 50 * 1000 * 1000};
   nanosleep(&ts, nullptr);
   EXPECT_GT(os::now_ms(), prev);  // only a direction, not a duration
+}
+
+TEST(OsNuma, IdListsParseLikeTheKernelWritesThem) {
+  uint64_t bits[2] = {};
+  ASSERT_TRUE(os::parse_id_list("0-3,8-11,64\n", bits, 128));
+  EXPECT_EQ(bits[0], 0xf0full);
+  EXPECT_EQ(bits[1], 1ull);
+  uint64_t one = 0;
+  ASSERT_TRUE(os::parse_id_list("5", &one, 64));
+  EXPECT_EQ(one, 1ull << 5);
+  uint64_t clipped = 0;
+  ASSERT_TRUE(os::parse_id_list("62-70", &clipped, 64)) << "ids past the bitmap are ignored";
+  EXPECT_EQ(clipped, 3ull << 62);
+  for (const char* bad : {"", "\n", "a", "3-", "5-2", "1,,2", "1 2", "-1"}) {
+    uint64_t b = 0;
+    EXPECT_FALSE(os::parse_id_list(bad, &b, 64)) << '"' << bad << '"';
+  }
+}
+
+TEST(OsNuma, TopologyOfThisMachine) {
+  // Whatever the machine: at least one node, online mask consistent with the count, the
+  // calling thread's CPU on an online node (when NUMA is there at all).
+  int nodes = os::numa_node_count();
+  ASSERT_GE(nodes, 1);
+  EXPECT_EQ(__builtin_popcountll(os::numa_online_mask()), nodes);
+  EXPECT_NE(os::numa_memory_mask() & os::numa_online_mask(), 0u);
+  int current = os::numa_current_node();
+  ASSERT_GE(current, 0);
+  EXPECT_TRUE((os::numa_online_mask() >> current) & 1);
+  if (nodes == 1) {
+    EXPECT_EQ(os::numa_thread_node(), -1) << "one node: no thread is bound";
+  }
 }
