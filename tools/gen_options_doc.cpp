@@ -18,6 +18,8 @@ int main() {
                        : d.type == OptionType::kSize   ? "bytes"
                        : d.type == OptionType::kMillis ? "milliseconds"
                        : d.type == OptionType::kOutput ? "output"
+                       : d.type == OptionType::kLimit  ? "bytes or `auto`"
+                       : d.type == OptionType::kSignal ? "signal"
                                                        : "";
     if (d.type == OptionType::kChoice) {  // `a` / `b` / `c` (a bare '|' would end the cell)
       type = "`";

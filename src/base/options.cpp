@@ -1,6 +1,8 @@
 // The options table, its parsing, MPCALLOC_CONF and the warnings for what cannot be used.
 #include "base/options.h"
 
+#include <csignal>
+
 #include "os/os_env.h"
 #include "os/os_message.h"
 
@@ -28,6 +30,25 @@ constexpr OptionDesc kOptions[kOptCount] = {
      "memory; `off`: no NUMA handling; `strict`: like auto, and a bound thread never gets "
      "memory placed on another node, even under memory pressure; `interleave`: like auto, and "
      "huge blocks (over 1 MiB) are interleaved over the nodes."},
+    {"mem_limit", "MPCALLOC_MEM_LIMIT", OptionType::kLimit, 0, nullptr, true,
+     "Most bytes mapped from the OS (0: no limit). An allocation that would pass it first "
+     "returns cached memory, then fails cleanly (NULL and ENOMEM, std::bad_alloc for new) "
+     "instead of the job being killed. `auto`: the memory limit of the process's cgroup "
+     "(v2 memory.max, v1 memory.limit_in_bytes), when there is one."},
+    {"purge", "MPCALLOC_PURGE", OptionType::kChoice, kPurgeDontneed, "dontneed|free", true,
+     "How free pages go back to the OS: `dontneed` (MADV_DONTNEED: RSS drops at once, a reuse "
+     "faults zero pages in) or `free` (MADV_FREE: the kernel takes them when it needs memory; "
+     "cheaper to reuse, but RSS drops only under pressure)."},
+    {"thp", "MPCALLOC_THP", OptionType::kChoice, kThpDefault, "default|never|madvise|always", false,
+     "Transparent huge pages for mpcalloc's memory: `default` leaves it to the system setting, "
+     "`never` asks for none (MADV_NOHUGEPAGE), `madvise` asks for them on huge blocks only, "
+     "`always` on segments and huge blocks (MADV_HUGEPAGE)."},
+    {"background", "MPCALLOC_BACKGROUND", OptionType::kBool, 0, nullptr, false,
+     "A background thread returns decayed memory to the OS even when the program makes no "
+     "allocation (a rank waiting in MPI); started at the first allocation, restarted after fork."},
+    {"stats_signal", "MPCALLOC_STATS_SIGNAL", OptionType::kSignal, 0, nullptr, false,
+     "Print the statistics (in MPCALLOC_STATS's format and place, stderr by default) when this "
+     "signal arrives, e.g. `USR2` or `SIGUSR2`; 0 for none."},
 };
 
 constexpr long long kMaxOptionValue = 1ll << 60;  // 1 EiB, 36 million years of milliseconds
@@ -88,6 +109,8 @@ const char* expected_form(const OptionDesc& d) {
     case OptionType::kMillis: return "expected milliseconds (digits only); default kept";
     case OptionType::kChoice: return "expected one of the documented words; default kept";
     case OptionType::kOutput: return "expected 0, 1, text, json, text:PATH or json:PATH; default kept";
+    case OptionType::kLimit: return "expected 0, auto, or a size such as 512M or 4G; default kept";
+    case OptionType::kSignal: return "expected 0, a signal number or a name such as USR2; default kept";
   }
   return "default kept";
 }
@@ -191,6 +214,33 @@ bool parse_option(const OptionDesc& d, const char* text, long long* out, char* p
     *out = i;
     return true;
   }
+  if (d.type == OptionType::kLimit) {
+    if (same_word(text, length(text), "auto")) {
+      *out = kLimitAuto;
+      return true;
+    }
+    return parse_option_value(text, OptionType::kSize, out);
+  }
+  if (d.type == OptionType::kSignal) {
+    long long n;
+    if (parse_option_value(text, OptionType::kMillis, &n)) {
+      if (n > 64) return false;
+      *out = n;
+      return true;
+    }
+    const char* name = text;
+    if (same_word(text, 3, "sig")) name += 3;
+    static constexpr struct { const char* name; int number; } kSignals[] = {
+        {"hup", SIGHUP}, {"usr1", SIGUSR1}, {"usr2", SIGUSR2},
+        {"urg", SIGURG}, {"winch", SIGWINCH}, {"pwr", SIGPWR}};
+    for (const auto& sig : kSignals) {
+      if (same_word(name, length(name), sig.name)) {
+        *out = sig.number;
+        return true;
+      }
+    }
+    return false;
+  }
   if (d.type != OptionType::kOutput) return parse_option_value(text, d.type, out);
   const char* colon = text;
   while (*colon != '\0' && *colon != ':') ++colon;
@@ -280,6 +330,10 @@ void format_option(unsigned id, char* buf, size_t cap) {
     case OptionType::kOutput:
       m.text(v == kOutputJson ? "json" : v == kOutputText ? "text" : "0");
       if (v != kOutputOff && g_paths[id][0] != '\0') m.text(":").text(g_paths[id]);
+      break;
+    case OptionType::kLimit:
+      if (v == kLimitAuto) m.text("auto");
+      else m.dec(static_cast<uint64_t>(v));
       break;
     default:
       m.dec(static_cast<uint64_t>(v));

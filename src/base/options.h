@@ -14,6 +14,8 @@ enum class OptionType {
   kMillis,  // milliseconds
   kChoice,  // one word of `choices`; the value is its index
   kOutput,  // off | text | json, optionally ":PATH" (a file, %p = process id); 0 off, 1, 2
+  kLimit,   // a size, 0 (none) or "auto" (-1: from the process's cgroup)
+  kSignal,  // 0 (none), a signal number, or a name: USR1, SIGUSR2...
 };
 
 enum OptionId : unsigned {
@@ -23,11 +25,20 @@ enum OptionId : unsigned {
   kOptCacheMax,
   kOptDecayMs,
   kOptNuma,
+  kOptMemLimit,
+  kOptPurge,
+  kOptThp,
+  kOptBackground,
+  kOptStatsSignal,
   kOptCount
 };
 
 // MPCALLOC_NUMA values.
 enum NumaMode : long long { kNumaAuto = 0, kNumaOff, kNumaStrict, kNumaInterleave };
+// MPCALLOC_PURGE methods and MPCALLOC_THP modes.
+enum PurgeMethod : long long { kPurgeDontneed = 0, kPurgeFree };
+enum ThpMode : long long { kThpDefault = 0, kThpNever, kThpMadvise, kThpAlways };
+inline constexpr long long kLimitAuto = -1;
 // MPCALLOC_STATS formats.
 enum OutputFormat : long long { kOutputOff = 0, kOutputText, kOutputJson };
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
 #include <set>
 #include <thread>
 #include <vector>
@@ -438,6 +439,30 @@ TEST(Options, ChoicesAndOutputsParseWholeWords) {
   }
   std::string long_path = "json:" + std::string(kOptionPathMax, 'a');
   EXPECT_FALSE(parse_option(stats, long_path.c_str(), &v, path));
+}
+
+TEST(Options, LimitsAndSignals) {
+  const OptionDesc& limit = option_desc(kOptMemLimit);
+  long long v = 7;
+  EXPECT_TRUE(parse_option(limit, "auto", &v, nullptr));
+  EXPECT_EQ(v, kLimitAuto);
+  EXPECT_TRUE(parse_option(limit, "512M", &v, nullptr));
+  EXPECT_EQ(v, 512ll << 20);
+  EXPECT_TRUE(parse_option(limit, "0", &v, nullptr));
+  EXPECT_EQ(v, 0);
+  EXPECT_FALSE(parse_option(limit, "automatic", &v, nullptr));
+  const OptionDesc& sig = option_desc(kOptStatsSignal);
+  EXPECT_TRUE(parse_option(sig, "SIGUSR2", &v, nullptr));
+  EXPECT_EQ(v, SIGUSR2);
+  EXPECT_TRUE(parse_option(sig, "usr1", &v, nullptr));
+  EXPECT_EQ(v, SIGUSR1);
+  EXPECT_TRUE(parse_option(sig, "12", &v, nullptr));
+  EXPECT_EQ(v, 12);
+  EXPECT_TRUE(parse_option(sig, "0", &v, nullptr));
+  EXPECT_EQ(v, 0);
+  for (const char* bad : {"SIGKILLME", "65", "usr", "SIG", "-1"}) {
+    EXPECT_FALSE(parse_option(sig, bad, &v, nullptr)) << bad;
+  }
 }
 
 TEST(Options, FoundByNameOrVariable) {
