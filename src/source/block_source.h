@@ -71,6 +71,9 @@ struct SourceStats {
 };
 // The whole process (place < 0) or one place. Each place's figures are one consistent snapshot.
 SourceStats stats(int place = -1);
+// The same without waiting for a lock (async-signal-safe: the interrupted thread may hold one);
+// a place whose lock is busy is left out and *complete set to false.
+SourceStats stats_try(int place, bool* complete);
 
 // fork support: every place's lock taken before fork, released after.
 void fork_prepare();

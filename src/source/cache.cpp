@@ -334,19 +334,42 @@ void decay_tick() {
   }
 }
 
+namespace {
+// Adds a place's figures (caller holds its lock).
+void add_place_locked(SourceStats& s, const Place& pl) {
+  s.mapped_bytes += pl.mapped_bytes;
+  s.segment_count += pl.segment_count;
+  s.huge_count += pl.huge_count;
+  s.huge_bytes += pl.huge_bytes;
+  s.cached_bytes += pl.cached_bytes;
+  s.unmap_failures += pl.unmap_failures;
+  s.foreign_bytes += pl.foreign_bytes;
+}
+}  // namespace
+
 SourceStats stats(int place) {
   SourceStats s{};
   for (int i = 0; i < kPlaces; ++i) {
     if ((place >= 0 && i != place) || !g_place_used[i].load(std::memory_order_relaxed)) continue;
+    base::LockGuard guard(g_places[i].lock);
+    add_place_locked(s, g_places[i]);
+  }
+  s.peak_mapped_bytes = g_peak_mapped.load(std::memory_order_relaxed);
+  return s;
+}
+
+SourceStats stats_try(int place, bool* complete) {
+  SourceStats s{};
+  *complete = true;
+  for (int i = 0; i < kPlaces; ++i) {
+    if ((place >= 0 && i != place) || !g_place_used[i].load(std::memory_order_relaxed)) continue;
     Place& pl = g_places[i];
-    base::LockGuard guard(pl.lock);
-    s.mapped_bytes += pl.mapped_bytes;
-    s.segment_count += pl.segment_count;
-    s.huge_count += pl.huge_count;
-    s.huge_bytes += pl.huge_bytes;
-    s.cached_bytes += pl.cached_bytes;
-    s.unmap_failures += pl.unmap_failures;
-    s.foreign_bytes += pl.foreign_bytes;
+    if (!pl.lock.try_lock()) {
+      *complete = false;
+      continue;
+    }
+    add_place_locked(s, pl);
+    pl.lock.unlock();
   }
   s.peak_mapped_bytes = g_peak_mapped.load(std::memory_order_relaxed);
   return s;
