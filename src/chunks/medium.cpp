@@ -215,7 +215,11 @@ void medium_free(MediumState& s, void* p) {
   Chunk* c = chunk_of(p);
   size_t size = chunk_size(c);
   size_t usable = size - kChunkHeader;
-  if (!s.quick_off && usable >= quick_class_size(0) && s.quick_bytes + size <= kQuickMaxBytes) {
+  // Only chunks of the heap's newest segment wait in the quick lists: a chunk there keeps its
+  // segment from merging whole and going back, and the newest one is where churn happens (an
+  // older segment draining after a burst of frees goes back at once instead of staying pinned).
+  if (!s.quick_off && usable >= quick_class_size(0) && s.quick_bytes + size <= kQuickMaxBytes &&
+      source::segment_base_of(c) == source::segment_base(s.segments.head)) {
     // Largest class the chunk can serve whole.
     unsigned qc = quick_class_up(usable);
     if (quick_class_size(qc) > usable) --qc;

@@ -67,7 +67,8 @@ void apply_options() {
   source::configure({static_cast<size_t>(base::option(base::kOptCacheMax)),
                      static_cast<uint64_t>(base::option(base::kOptDecayMs)),
                      limit == base::kLimitAuto ? static_cast<size_t>(os::cgroup_memory_limit())
-                                               : static_cast<size_t>(limit)});
+                                               : static_cast<size_t>(limit),
+                     static_cast<int>(base::option(base::kOptThp))});
 }
 
 void global_init() {

@@ -19,6 +19,7 @@ struct SourceConfig {
   size_t cache_max_bytes;  // free bytes each place may keep even past its recent peak
   uint64_t decay_ms;       // a cached block unused this long goes back to the OS
   size_t mem_limit_bytes;  // most bytes mapped from the OS in all (0: no limit)
+  int thp;                 // transparent huge pages: base::ThpMode (default, never, madvise, always)
 };
 void configure(const SourceConfig& cfg);
 

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "base/bits.h"
+#include "base/options.h"
 #include "os/os_env.h"
 #include "os/os_memory.h"
 #include "os/os_numa.h"
@@ -20,6 +21,7 @@ std::atomic<size_t> g_cache_max{size_t{256} << 20};
 std::atomic<uint64_t> g_decay_ms{1000};
 std::atomic<size_t> g_total_mapped{0}, g_peak_mapped{0}, g_mem_limit{0};
 std::atomic<uint64_t> g_limit_hits{0};
+std::atomic<int> g_thp{0};
 std::atomic<uint64_t> g_last_decay_ms{0};
 constinit NumaConfig g_numa{false, false, 1};
 
@@ -107,6 +109,7 @@ void configure(const SourceConfig& cfg) {
   g_cache_max.store(cfg.cache_max_bytes, std::memory_order_relaxed);
   g_decay_ms.store(cfg.decay_ms, std::memory_order_relaxed);
   g_mem_limit.store(cfg.mem_limit_bytes, std::memory_order_relaxed);
+  g_thp.store(cfg.thp, std::memory_order_relaxed);
 }
 
 namespace {
@@ -169,6 +172,11 @@ SegmentHeader* map_block(size_t size, int place, bool segment) {
     return nullptr;
   }
   bind_fresh(m.addr, size, place);
+  // Huge-page advice before the first touch (madvise mode: huge blocks only).
+  int thp = g_thp.load(std::memory_order_relaxed);
+  if (thp == base::kThpNever || thp == base::kThpAlways || (thp == base::kThpMadvise && !segment)) {
+    os::advise_huge_pages(m.addr, size, thp != base::kThpNever);
+  }
   uintptr_t base = reinterpret_cast<uintptr_t>(m.addr);
   if (!registry_set(base, true)) {
     os::unmap(m.addr, size);

@@ -16,7 +16,7 @@ using namespace mpcalloc::source;
 namespace {
 constexpr size_t kMiB = size_t{1} << 20;
 void reset(size_t budget = 256 * kMiB) {
-  configure({budget, 60000, 0});
+  configure({budget, 60000, 0, 0});
   trim_cache();
 }
 }  // namespace
@@ -430,7 +430,7 @@ TEST(Source, ResizeHugeFailureLeavesTheBlockIntact) {
 
 TEST(Source, DecayReturnsOldBlocks) {
   reset();
-  configure({256 * kMiB, 1, 0});  // anything cached for 1 ms is old
+  configure({256 * kMiB, 1, 0, 0});  // anything cached for 1 ms is old
   SourceStats s0 = stats();
   SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr, 0);
   ASSERT_NE(a, nullptr);
