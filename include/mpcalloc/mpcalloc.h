@@ -78,6 +78,14 @@ typedef struct mpcalloc_stats_s {
   size_t mremap_calls;      /* mremap calls made so far */
   size_t heap_count;        /* thread heaps created (live + pooled) */
   size_t remote_frees;      /* frees of memory owned by another thread's heap */
+  /* Memory control, by kind: what is in use, kept for reuse, given back. */
+  size_t small_bytes;          /* segments in use by small-object runs */
+  size_t medium_bytes;         /* segments in use by medium chunks (8 KiB - 1 MiB) */
+  size_t medium_purged_bytes;  /* pages of free medium chunks given back to the OS (mapped) */
+  size_t cached_segment_bytes; /* of cached_bytes: free segments (the rest: free huge blocks) */
+  size_t mem_limit;            /* MPCALLOC_MEM_LIMIT in force, bytes (0: none) */
+  size_t limit_hits;           /* mappings refused by the limit (allocations that failed) */
+  size_t madvise_calls;        /* madvise calls made so far (purges, huge-page advice) */
 } mpcalloc_stats_t;
 
 void mpcalloc_stats_get(mpcalloc_stats_t* out);

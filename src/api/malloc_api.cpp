@@ -7,6 +7,7 @@
 #include "api/api_common.h"
 #include "heap/heap.h"
 #include "os/os_memory.h"
+#include "os/os_message.h"
 #include "source/block_source.h"
 #include "mpcalloc/mpcalloc.h"
 
@@ -134,8 +135,30 @@ MPCALLOC_EXPORT struct mallinfo mallinfo() {
   m.keepcost = static_cast<int>(m2.keepcost);
   return m;
 }
-// glibc accepts these tunables; ours come from MPCALLOC_* options, so accept and ignore.
-MPCALLOC_EXPORT int mallopt(int, int) { return 1; }
+// glibc's tunables, mapped to the nearest mpcalloc option (docs/USAGE.md): M_TRIM_THRESHOLD is
+// how much free memory may stay before it goes back, i.e. cache_max; the rest describe glibc's
+// own arenas and mmap threshold, which mpcalloc does not have: accepted and ignored, as glibc
+// itself accepts them. 1 on success, 0 for a parameter glibc does not know or a bad value.
+MPCALLOC_EXPORT int mallopt(int param, int value) {
+  switch (param) {
+    case M_TRIM_THRESHOLD: {
+      if (value < 0) return 0;
+      char text[24];
+      os::Message m;
+      m.dec(static_cast<uint64_t>(value));
+      size_t n = m.length() < sizeof(text) - 1 ? m.length() : sizeof(text) - 1;
+      for (size_t i = 0; i < n; ++i) text[i] = m.data()[i];
+      text[n] = '\0';
+      return mpcalloc_option_set("cache_max", text) == 0 ? 1 : 0;
+    }
+    case M_MXFAST: return value >= 0 && value <= 160 ? 1 : 0;
+    case M_TOP_PAD: case M_MMAP_THRESHOLD: case M_MMAP_MAX: case M_CHECK_ACTION:
+    case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:
+      return 1;
+    default:
+      return 0;
+  }
+}
 MPCALLOC_EXPORT void malloc_stats() { mpcalloc_stats_print(2, 0); }
 
 // glibc-internal names some programs and libraries call directly.

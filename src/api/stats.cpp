@@ -6,6 +6,7 @@
 
 #include "api/api_common.h"
 #include "base/options.h"
+#include "chunks/medium.h"
 #include "heap/heap.h"
 #include "os/os_memory.h"
 #include "os/os_message.h"
@@ -30,6 +31,13 @@ MPCALLOC_EXPORT void mpcalloc_stats_get(mpcalloc_stats_t* out) {
   out->mremap_calls = c.mremap_calls;
   out->heap_count = h.heap_count;
   out->remote_frees = h.remote_frees;
+  out->small_bytes = s.small_segments * source::kSegmentSize;
+  out->medium_bytes = s.medium_segments * source::kSegmentSize;
+  out->medium_purged_bytes = chunks::medium_purged_bytes();
+  out->cached_segment_bytes = s.cached_segments;
+  out->mem_limit = s.mem_limit;
+  out->limit_hits = s.limit_hits;
+  out->madvise_calls = c.madvise_calls;
 }
 
 namespace {
@@ -57,6 +65,11 @@ MPCALLOC_EXPORT void mpcalloc_stats_print(int fd, int json) {
       {"mmap_calls", st.mmap_calls, false},      {"munmap_calls", st.munmap_calls, false},
       {"mremap_calls", st.mremap_calls, false},  {"heap_count", st.heap_count, false},
       {"remote_frees", st.remote_frees, false},
+      {"small_bytes", st.small_bytes, true},     {"medium_bytes", st.medium_bytes, true},
+      {"medium_purged_bytes", st.medium_purged_bytes, true},
+      {"cached_segment_bytes", st.cached_segment_bytes, true},
+      {"mem_limit", st.mem_limit, true},         {"limit_hits", st.limit_hits, false},
+      {"madvise_calls", st.madvise_calls, false},
       {"numa_nodes", static_cast<size_t>(heap::numa_nodes()), false},
   };
   // Per place (NUMA node, first-touch memory, interleaved): mapped, cached for reuse, in use,

@@ -65,9 +65,12 @@ struct SourceStats {
   size_t mapped_bytes;
   size_t peak_mapped_bytes;
   size_t segment_count;
+  size_t small_segments;  // segments in use by small runs
+  size_t medium_segments; // segments in use by medium chunks
   size_t huge_count;
   size_t huge_bytes;
   size_t cached_bytes;
+  size_t cached_segments;  // of which free segments (the rest: free huge blocks)
   uint64_t unmap_failures;
   size_t foreign_bytes;  // memory of another place handed out here (NUMA auto mode only)
   uint64_t limit_hits;   // mappings refused by the memory limit (process-wide)

@@ -232,6 +232,12 @@ SegmentHeader* cache_take_segment(Place& pl) {
   return seg;
 }
 
+void account_segment_use(Place& pl, SegmentKind kind, int delta) {
+  base::LockGuard guard(pl.lock);
+  size_t& n = kind == SegmentKind::kSmall ? pl.small_segments : pl.medium_segments;
+  n += static_cast<size_t>(static_cast<long>(delta));
+}
+
 size_t cache_dirty_segments(Place& pl) {
   base::LockGuard guard(pl.lock);
   return pl.dirty_segments;
@@ -399,6 +405,9 @@ namespace {
 void add_place_locked(SourceStats& s, const Place& pl) {
   s.mapped_bytes += pl.mapped_bytes;
   s.segment_count += pl.segment_count;
+  s.small_segments += pl.small_segments;
+  s.medium_segments += pl.medium_segments;
+  for (const SegmentHeader* c = pl.segments.head; c != nullptr; c = c->next) s.cached_segments += c->map_size;
   s.huge_count += pl.huge_count;
   s.huge_bytes += pl.huge_bytes;
   s.cached_bytes += pl.cached_bytes;

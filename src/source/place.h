@@ -29,6 +29,8 @@ struct Place {
   // Accounting, changed under the lock so a snapshot is consistent (huge <= mapped).
   size_t mapped_bytes;
   size_t segment_count;
+  size_t small_segments;   // segments in use by small and by medium chunk managers
+  size_t medium_segments;
   size_t huge_count;   // huge blocks in use
   size_t huge_bytes;   // their mapped bytes
   uint64_t unmap_failures;
@@ -71,6 +73,8 @@ void account_resize(Place& pl, long delta, bool huge);
 // A huge block goes into use (+1) or out of it (-1) with `bytes` mapped.
 void account_huge(Place& pl, int delta_count, size_t bytes);
 
+// A segment of `kind` goes into use (+1) or out of it (-1).
+void account_segment_use(Place& pl, SegmentKind kind, int delta);
 // Takes a free segment from the place's cache (nullptr: none).
 SegmentHeader* cache_take_segment(Place& pl);
 // How many cached segments of the place still hold their pages.

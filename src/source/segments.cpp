@@ -19,6 +19,7 @@ SegmentHeader* acquire_segment(SegmentKind kind, void* owner, int place) {
     std::memset(reinterpret_cast<void*>(segment_base(seg)), 0, kRunTableBytes);
   }
   init_header(seg, kind, owner, kSegmentSize, seg->is_zero);
+  account_segment_use(place_of(seg), kind, +1);
   return seg;
 }
 
@@ -32,6 +33,7 @@ constexpr size_t kDirtySegmentsKept = 2;
 }  // namespace
 
 void release_segment(SegmentHeader* seg) {
+  account_segment_use(place_of(seg), seg->kind, -1);
   seg->is_zero = false;
   if (cache_dirty_segments(place_of(seg)) >= kDirtySegmentsKept) {
     uintptr_t base = segment_base(seg);
