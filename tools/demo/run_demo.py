@@ -155,8 +155,9 @@ def main():
         print(f"  {job}: {checksum} (identical under all {n} allocators)")
     if missing:
         print(f"  not installed, so not compared: {', '.join(missing)} (./scripts/install-deps installs them)")
-    if not mpirun:
-        print("  mpirun not found: the MPI job was skipped (./scripts/install-deps installs Open MPI)")
+    if not mpirun or not os.path.exists(mpi_solver):
+        why = "mpirun not found" if not mpirun else f"{mpi_solver} not built (no MPI at configure time)"
+        print(f"  {why}: the MPI job was skipped (./scripts/install-deps installs Open MPI)")
     print()
     print("mpcalloc statistics at the exit of the threaded job (MPCALLOC_STATS=1):")
     print(stats_text)
