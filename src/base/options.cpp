@@ -19,9 +19,11 @@ constexpr OptionDesc kOptions[kOptCount] = {
      "Print statistics when the process exits: `1` or `text` (human), `json`; on stderr, or "
      "into a file with `text:PATH` / `json:PATH` (`%p` in PATH becomes the process id, so MPI "
      "ranks and forked children write their own)."},
-    {"cache_max", "MPCALLOC_CACHE_MAX", OptionType::kSize, 256ll << 20, nullptr, true,
-     "Most bytes of free OS blocks (segments, huge blocks) each place (NUMA node) keeps for "
-     "reuse instead of returning them to the OS. 0 returns everything at once."},
+    {"cache_max", "MPCALLOC_CACHE_MAX", OptionType::kSize, 64ll << 20, nullptr, true,
+     "Free OS blocks (segments, huge blocks) each place (NUMA node) may keep for reuse beyond "
+     "its recent peak: a place caches up to what it had in use at its peak over the last one "
+     "or two decay times (plus 1/8) minus what it uses now, and at least this much. 0 keeps "
+     "nothing: every free block goes back to the OS at once."},
     {"decay_ms", "MPCALLOC_DECAY_MS", OptionType::kMillis, 1000, nullptr, true,
      "A cached free block unused for this many milliseconds is returned to the OS."},
     {"numa", "MPCALLOC_NUMA", OptionType::kChoice, kNumaAuto, "auto|off|strict|interleave", false,

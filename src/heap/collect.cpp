@@ -1,6 +1,8 @@
 // Heap maintenance: draining other threads' frees, giving empty runs and segments back,
 // periodic decay, and malloc_trim. Layer heap.
+#include "base/options.h"
 #include "heap/heap_internal.h"
+#include "os/os_env.h"
 #include "source/block_source.h"
 
 namespace mpcalloc::heap {
@@ -49,11 +51,21 @@ void collect(Heap* h, bool all) {
   h->events = 0;
 }
 
+void decay_process(uint64_t now) {
+  source::decay_tick();
+  decay_pooled_heaps(now, static_cast<uint64_t>(base::option(base::kOptDecayMs)));
+}
+
 void note_event(Heap* h) {
-  if (++h->events >= kCollectEvery) {
-    collect(h, false);
-    source::decay_tick();
-  }
+  uint64_t events = ++h->events;
+  if (events % kClockEvery != 0) return;
+  uint64_t now = os::now_ms();
+  uint64_t decay = static_cast<uint64_t>(base::option(base::kOptDecayMs));
+  if (events < kCollectEvery && now - h->maintained_ms < decay / 2) return;
+  collect(h, false);
+  h->maintained_ms = now;
+  decay_process(now);
+  ensure_background();
 }
 
 bool trim() {

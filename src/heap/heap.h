@@ -29,13 +29,16 @@ struct Heap {
   uint64_t events;         // refills and full-run frees since the last collection
   int place;               // NUMA node (or source::kPlaceAny) of its segments, for its life
   int huge_place;          // where its huge blocks come from (its place, or interleaved)
+  uint64_t maintained_ms;  // last time its free memory was looked at (collect, purge)
+  uint64_t pooled_ms;      // when it went to the pool (0: it has a thread, or was collected)
   // Checked mode only: held by the owner around medium-chunk changes and by any thread that
   // validates a medium pointer of this heap (the validation walks the owner's chunks).
   base::SpinLock check_lock;
 
   constexpr explicit Heap(chunks::Block** null_cell)
       : size_cell{}, big_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
-        all_next(nullptr), events(0), place(0), huge_place(0), check_lock{} {
+        all_next(nullptr), events(0), place(0), huge_place(0), maintained_ms(0), pooled_ms(0),
+        check_lock{} {
     for (auto& c : size_cell) c = null_cell;
     for (auto& c : big_cell) c = null_cell;
   }

@@ -58,6 +58,9 @@ inline Heap* current_heap() {
 void thread_exit(void* heap);
 // Collects every pooled heap (caller: trim). Takes the pool lock.
 void collect_pooled_heaps();
+// Collects the pooled heaps that have waited longer than `decay_ms` (their memory then goes
+// back by the source's decay). Takes the pool lock.
+void decay_pooled_heaps(uint64_t now, uint64_t decay_ms);
 // Heaps created so far, for fork handlers and stats (a lock-free list, only ever grows).
 Heap* all_heaps();
 extern std::atomic<size_t> g_heap_count;
@@ -70,10 +73,22 @@ void drain_remote(Heap* h);
 // Drains remote frees and releases empty runs; `all`: also the cached blocks, the active runs
 // and the medium segments.
 void collect(Heap* h, bool all);
-// Counts a slow-path event; every so many, empty runs go back and the caches decay.
+// Counts a slow-path event (refills, frees into full runs, medium and huge frees); every so
+// many, or when the decay time has passed (checked every kClockEvery events), the heap's empty
+// runs go back, the caches decay and idle pooled heaps are collected.
 void note_event(Heap* h);
 inline constexpr uint64_t kCollectEvery = 4096;    // slow-path events between collections
+inline constexpr uint64_t kClockEvery = 64;        // events between looks at the clock
 inline constexpr uint64_t kCollectBeforeHuge = 64;  // a new huge block first collects after this
+// Process-wide decay: the source's caches and the idle pooled heaps. The background thread
+// calls it too.
+void decay_process(uint64_t now);
+
+// ---- background purger (background.cpp) ----
+// Starts the background thread if MPCALLOC_BACKGROUND=1 and it is not running (lazily: at the
+// first heap, and after fork in the child). Call where a nested malloc is harmless.
+void ensure_background();
+void background_fork_child();
 
 // ---- routing without checks (route.cpp) ----
 void* alloc_raw(Heap* h, size_t size, size_t align, bool zero);

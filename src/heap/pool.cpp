@@ -7,6 +7,7 @@
 #include "base/bits.h"
 #include "base/size_classes.h"
 #include "heap/heap_internal.h"
+#include "os/os_env.h"
 #include "os/os_memory.h"
 #include "source/block_source.h"
 
@@ -20,7 +21,6 @@ std::atomic<size_t> g_heap_count{0};
 namespace {
 
 constexpr size_t kMetaChunk = size_t{1} << 20;
-constexpr size_t kIdleHeapsKeptWarm = 4;
 
 constinit base::SpinLock g_pool_lock;  // also guards the meta arena
 // One pool per place: a pooled heap is adopted only by a thread of the same place, so a
@@ -89,18 +89,15 @@ bool pool_init() {
 void thread_exit(void* arg) {
   Heap* h = static_cast<Heap*>(arg);
   if (h == nullptr || h == &g_empty_heap) return;
-  // A heap going to the pool keeps its active runs and cached blocks for the next thread
-  // (threads come and go in bursts); beyond a few idle heaps, it gives back what is free.
-  size_t idle;
-  {
-    base::LockGuard guard(g_pool_lock);
-    idle = g_pool_size[h->place];
-  }
-  collect(h, idle >= kIdleHeapsKeptWarm);
+  // The heap goes to the pool warm, with its runs, segments and cached blocks: threads come
+  // and go in bursts, and the next thread reuses its pages without faulting them in again.
+  // If no thread adopts it within the decay time, decay_pooled_heaps gives its memory back.
   // The thread pointer may be reused by a new thread: no run may match it any more.
   chunks::small_set_key(h->small, h->small.slow_key);
   if (t_heap == h) t_heap = &g_empty_heap;
+  uint64_t now = os::now_ms();
   base::LockGuard guard(g_pool_lock);
+  h->pooled_ms = now != 0 ? now : 1;
   h->pool_next = g_pool[h->place];
   g_pool[h->place] = h;
   ++g_pool_size[h->place];
@@ -121,10 +118,24 @@ Heap* acquire_heap() {
   if (h == nullptr) h = new_heap(place);
   if (h == nullptr) return nullptr;
   h->pool_next = nullptr;
+  h->pooled_ms = 0;
+  h->maintained_ms = os::now_ms();
   if (!checking()) chunks::small_set_key(h->small, thread_key());
   t_heap = h;
   if (g_key_ok.load(std::memory_order_acquire)) pthread_setspecific(g_key, h);
   return h;
+}
+
+void decay_pooled_heaps(uint64_t now, uint64_t decay_ms) {
+  base::LockGuard guard(g_pool_lock);
+  for (Heap* pool : g_pool) {
+    for (Heap* p = pool; p != nullptr; p = p->pool_next) {
+      if (p->pooled_ms != 0 && now >= p->pooled_ms && now - p->pooled_ms >= decay_ms) {
+        collect(p, true);
+        p->pooled_ms = 0;  // nothing left to give back until a thread uses it again
+      }
+    }
+  }
 }
 
 void collect_pooled_heaps() {

@@ -5,6 +5,7 @@
 #include "base/options.h"
 #include "chunks/huge.h"
 #include "heap/heap_internal.h"
+#include "os/os_env.h"
 #include "os/os_message.h"
 #include "source/block_source.h"
 
@@ -42,6 +43,7 @@ void fork_parent() {
   pool_fork_parent();
 }
 void fork_child() {
+  background_fork_child();
   source::fork_child();
   chunks::huge_fork_child();
   for_check_locks(&base::SpinLock::reset);
@@ -61,8 +63,11 @@ void print_options() {
 }  // namespace
 
 void apply_options() {
+  long long limit = base::option(base::kOptMemLimit);
   source::configure({static_cast<size_t>(base::option(base::kOptCacheMax)),
-                     static_cast<uint64_t>(base::option(base::kOptDecayMs))});
+                     static_cast<uint64_t>(base::option(base::kOptDecayMs)),
+                     limit == base::kLimitAuto ? static_cast<size_t>(os::cgroup_memory_limit())
+                                               : static_cast<size_t>(limit)});
 }
 
 void global_init() {
@@ -86,6 +91,7 @@ void global_init() {
   if (g_registered.compare_exchange_strong(expected, true)) {
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     if (base::option(base::kOptVerbose) != 0) print_options();
+    ensure_background();
   }
 }
 

@@ -101,8 +101,11 @@ void free_raw(void* p) {
     case SegmentKind::kMedium: {
       Heap* owner = static_cast<Heap*>(seg->owner);
       if (owner == t_heap) {
-        CheckGuard guard(owner);
-        chunks::medium_free(owner->medium, p);
+        {
+          CheckGuard guard(owner);
+          chunks::medium_free(owner->medium, p);
+        }
+        note_event(owner);
       } else {
         free_remote(owner, p);
       }
@@ -110,6 +113,7 @@ void free_raw(void* p) {
     }
     case SegmentKind::kHuge:
       chunks::huge_free(seg);
+      if (t_heap != &g_empty_heap) note_event(t_heap);
       return;
     case SegmentKind::kNone:
       return;

@@ -1,4 +1,4 @@
-// Environment and clock access without malloc. Layer os.
+// Environment, cgroup limit and clock access without malloc. Layer os.
 #pragma once
 #include <cstdint>
 
@@ -8,6 +8,9 @@ namespace mpcalloc::os {
 const char* env_get(const char* name);
 // The process environment ("NAME=value" strings, null-terminated), or nullptr.
 const char* const* environment();
+// The memory limit of the process's cgroup: v2 memory.max, or v1 memory.limit_in_bytes, of the
+// group named in /proc/self/cgroup. 0 when there is none ("max", unreadable, no cgroup).
+uint64_t cgroup_memory_limit();
 // Monotonic milliseconds from a coarse clock (vDSO, no syscall on x86-64).
 uint64_t now_ms();
 

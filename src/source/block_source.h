@@ -16,8 +16,9 @@ inline constexpr int kPlaceInterleaved = kMaxNodes + 1;  // huge blocks spread o
 inline constexpr int kPlaces = kMaxNodes + 2;
 
 struct SourceConfig {
-  size_t cache_max_bytes;  // free bytes each place keeps from the OS at most
+  size_t cache_max_bytes;  // free bytes each place may keep even past its recent peak
   uint64_t decay_ms;       // a cached block unused this long goes back to the OS
+  size_t mem_limit_bytes;  // most bytes mapped from the OS in all (0: no limit)
 };
 void configure(const SourceConfig& cfg);
 
@@ -68,6 +69,8 @@ struct SourceStats {
   size_t cached_bytes;
   uint64_t unmap_failures;
   size_t foreign_bytes;  // memory of another place handed out here (NUMA auto mode only)
+  uint64_t limit_hits;   // mappings refused by the memory limit (process-wide)
+  size_t mem_limit;      // the limit in force (0: none)
 };
 // The whole process (place < 0) or one place. Each place's figures are one consistent snapshot.
 SourceStats stats(int place = -1);

@@ -77,6 +77,8 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
   size_t old_size = seg->map_size;
   if (new_map_size == old_size) return seg;
   bool in_use = seg->kind == SegmentKind::kHuge;
+  size_t growth = new_map_size > old_size ? new_map_size - old_size : 0;
+  if (growth != 0 && !charge(growth)) return nullptr;
   if (os::remap_in_place(reinterpret_cast<void*>(base), old_size, new_map_size)) {
     seg->map_size = new_map_size;
   } else {
@@ -84,7 +86,10 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
     // Move to a fresh aligned range: reserve it, then mremap onto it (pages move, no copy).
     size_t over = new_map_size + kSegmentSize;
     void* r = os::reserve(over);
-    if (r == nullptr) return nullptr;
+    if (r == nullptr) {
+      uncharge(growth);
+      return nullptr;
+    }
     uintptr_t rs = reinterpret_cast<uintptr_t>(r);
     uintptr_t target = base::align_up(rs, kSegmentSize);
     // The old range is free for the kernel to hand out (to another thread's new segment) the
@@ -97,6 +102,7 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
       registry_set(target, false);
       registry_set(base, true);
       os::unmap(r, over);
+      uncharge(growth);
       return nullptr;
     }
     os::unmap(r, target - rs);
@@ -104,6 +110,7 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
     seg = segment_header(target);
     seg->map_size = new_map_size;
   }
+  if (new_map_size < old_size) uncharge(old_size - new_map_size);
   account_resize(place_of(seg), static_cast<long>(new_map_size) - static_cast<long>(old_size),
                  in_use);
   return seg;
@@ -116,7 +123,7 @@ bool migrate_huge(SegmentHeader* seg, int node) {
   if (seg->node == node) return true;
   // The block now lives at `node`: count it there, and cache it there when it is freed.
   account_huge(from, -1, seg->map_size);
-  account_resize(from, -static_cast<long>(seg->map_size), false);
+  account_resize(from, -static_cast<long>(seg->map_size), false);  // the global charge stays
   seg->node = node;
   account_resize(place_of(node), static_cast<long>(seg->map_size), false);
   account_huge(place_of(node), +1, seg->map_size);
@@ -124,8 +131,12 @@ bool migrate_huge(SegmentHeader* seg, int node) {
 }
 
 void* map_overaligned(size_t map_size, size_t align, int place) {
+  if (!charge(map_size)) return nullptr;
   os::MapResult m = os::map_aligned(map_size, align);
-  if (m.addr == nullptr) return nullptr;
+  if (m.addr == nullptr) {
+    uncharge(map_size);
+    return nullptr;
+  }
   bind_fresh(m.addr, map_size, place);
   Place& pl = place_of(place);
   account_resize(pl, static_cast<long>(map_size), false);
@@ -138,6 +149,7 @@ void unmap_overaligned(void* p, size_t map_size, int place) {
   account_huge(pl, -1, map_size);
   if (os::unmap(p, map_size)) {
     account_resize(pl, -static_cast<long>(map_size), false);
+    uncharge(map_size);
   } else {
     base::LockGuard guard(pl.lock);
     ++pl.unmap_failures;

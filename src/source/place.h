@@ -18,7 +18,13 @@ struct Place {
   base::IntrusiveList<SegmentHeader> segments;  // free segments, newest first
   base::IntrusiveList<SegmentHeader> huge;      // free huge blocks, newest first
   size_t cached_bytes;
-  size_t dirty_segments;  // cached segments whose pages are still resident
+  // The recent peak of memory in use (mapped - cached) over the current and the previous
+  // decay window. The cache may hold up to that peak minus what is in use now (at least the
+  // cache_max budget): a working set freed and taken again within the decay time is reused
+  // without faulting its pages in again, and the place never holds more than its recent peak.
+  size_t peak_now;
+  size_t peak_before;
+  uint64_t window_start_ms;
   // Accounting, changed under the lock so a snapshot is consistent (huge <= mapped).
   size_t mapped_bytes;
   size_t segment_count;
@@ -51,10 +57,15 @@ uint64_t decay_ms();
 void init_header(SegmentHeader* seg, SegmentKind kind, void* owner, size_t map_size, bool zero);
 
 // A fresh mapping of `size` bytes aligned to kSegmentSize for `place`: registered, counted,
-// header set up (kind kNone, is_zero). nullptr when out of memory.
+// header set up (kind kNone, is_zero). nullptr when out of memory or past the memory limit
+// (after the caches were emptied to make room).
 SegmentHeader* map_block(size_t size, int place, bool segment);
+// Charges `bytes` about to be mapped against the memory limit, emptying the caches if that
+// makes room; false (and one limit hit counted) when the limit forbids it. uncharge undoes it.
+bool charge(size_t bytes);
+void uncharge(size_t bytes);
 // Accounting of a mapping that grows (delta > 0) or shrinks in place or by moving; `huge`: it
-// is a huge block in use (counted in huge_bytes).
+// is a huge block in use (counted in huge_bytes). The global charge is the caller's.
 void account_resize(Place& pl, long delta, bool huge);
 // A huge block goes into use (+1) or out of it (-1) with `bytes` mapped.
 void account_huge(Place& pl, int delta_count, size_t bytes);
@@ -69,8 +80,6 @@ SegmentHeader* take_foreign(int place, size_t map_size, bool huge);
 // one at a segment boundary (the tail stays cached); otherwise the largest smaller one, for
 // the caller to grow. nullptr: the cache has no huge block.
 SegmentHeader* cache_take_huge(Place& pl, size_t map_size);
-// How many cached segments still hold resident pages.
-size_t cache_dirty_segments(Place& pl);
 
 // Caches a free block (or unmaps it when it alone exceeds the budget); huge blocks merge with
 // cached neighbours. Evicts what the budget and the decay say must go.

@@ -8,12 +8,6 @@
 #include "source/place.h"
 
 namespace mpcalloc::source {
-namespace {
-// Free segments in a place's cache whose pages are still resident. Beyond this many, a freed
-// segment's pages are given back (MADV_DONTNEED) as it enters the cache: the mapping stays for
-// cheap reuse, the RSS goes.
-constexpr size_t kDirtySegmentsKept = 2;
-}  // namespace
 
 SegmentHeader* acquire_segment(SegmentKind kind, void* owner, int place) {
   SegmentHeader* seg = cache_take_segment(place_of(place));
@@ -29,13 +23,9 @@ SegmentHeader* acquire_segment(SegmentKind kind, void* owner, int place) {
 }
 
 void release_segment(SegmentHeader* seg) {
+  // Its pages stay resident while cached: the next heap that needs a segment (a new thread's,
+  // often) reuses them without faults. Decay and the allowance return it to the OS.
   seg->is_zero = false;
-  if (cache_dirty_segments(place_of(seg)) >= kDirtySegmentsKept &&
-      cache_budget() >= kSegmentSize) {
-    uintptr_t base = segment_base(seg);
-    size_t keep = base::align_up(kRunTableBytes + sizeof(SegmentHeader), os::kPageSize);
-    if (os::discard(reinterpret_cast<void*>(base + keep), kSegmentSize - keep)) seg->is_zero = true;
-  }
   cache_put(seg, false);
 }
 

@@ -271,7 +271,7 @@ TEST(Huge, OveralignedRegistry) {
 }
 
 TEST(Small, EveryClassRefillsInsideItsRunWithConsistentLookups) {
-  source::configure({256 * kMiB, 60000});  // no decay during the test: cache deltas are exact
+  source::configure({256 * kMiB, 60000, 0});  // no decay during the test: cache deltas are exact
   source::trim_cache();
   SmallState s = make_small();
   source::SourceStats s0 = source::stats();
@@ -623,7 +623,7 @@ TEST(Huge, ResizeShrinksKeepingContents) {
 // (a buffer built by appends) stays in the mapping: no mremap, no pages given back and faulted
 // in again. Only a real shrink (below the last request, to under half) gives the tail back.
 TEST(Huge, GrowthInsideALargerCachedBlockDoesNoSyscall) {
-  source::configure({256 * kMiB, 60000});
+  source::configure({256 * kMiB, 60000, 0});
   HugeResult big = huge_alloc(3 * kMiB, 16, false, 0);
   ASSERT_NE(big.p, nullptr);
   huge_free(source::segment_header(source::segment_base_of(big.p)));  // into the cache
@@ -646,7 +646,7 @@ TEST(Huge, GrowthInsideALargerCachedBlockDoesNoSyscall) {
 }
 
 TEST(Huge, ZeroRequestOnAReusedBlockReadsZero) {
-  source::configure({256 * kMiB, 60000});
+  source::configure({256 * kMiB, 60000, 0});
   HugeResult r = huge_alloc(6 * kMiB, 16, false, 0);
   ASSERT_NE(r.p, nullptr);
   std::memset(r.p, 0xee, 6 * kMiB);
@@ -690,7 +690,7 @@ TEST(Huge, SeveralOveralignedBlocksLiveTogether) {
 // a segment that held medium chunks must not start its small runs with garbage "allocated"
 // bits, or a free of a never-allocated block would not be reported as a double free.
 TEST(Small, FreshRunStartsWithAClearCheckBitmap) {
-  source::configure({256 * kMiB, 60000});
+  source::configure({256 * kMiB, 60000, 0});
   source::trim_cache();  // no dirty segments cached: the next released one keeps its pages
   MediumState m = make_medium();
   m.quick_off = true;

@@ -70,7 +70,7 @@ extern "C" void* mremap(void* old, size_t old_size, size_t new_size, int flags, 
 }
 
 TEST(ReleaseOrder, MovedHugeBlockIsUnregisteredBeforeItsOldRangeGoes) {
-  configure({256 * kMiB, 60000});
+  configure({256 * kMiB, 60000, 0});
   trim_cache();
   g_violation.store(0);
   unsigned moves0 = g_moves.load();
@@ -103,7 +103,7 @@ TEST(ReleaseOrder, MovedHugeBlockIsUnregisteredBeforeItsOldRangeGoes) {
 }
 
 TEST(ReleaseOrder, EvictionTrimAndZeroBudgetReleaseUnregisteredRanges) {
-  configure({8 * kMiB, 60000});
+  configure({8 * kMiB, 60000, 0});
   trim_cache();
   g_violation.store(0);
   unsigned munmaps0 = g_munmaps.load();
@@ -118,18 +118,18 @@ TEST(ReleaseOrder, EvictionTrimAndZeroBudgetReleaseUnregisteredRanges) {
     else release_huge(blocks[i]);  // over the 8 MiB budget: evictions
   }
   trim_cache();
-  configure({0, 60000});
+  configure({0, 60000, 0});
   SegmentHeader* h = acquire_huge(5 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);
   release_huge(h);  // budget 0: unmapped at once
-  configure({256 * kMiB, 60000});
+  configure({256 * kMiB, 60000, 0});
   EXPECT_GT(g_munmaps.load() - munmaps0, 8u) << "the library's munmap calls reach the symbol";
   EXPECT_EQ(g_violation.load(), 0u) << "segment base 0x" << std::hex << g_violation.load()
                                     << " was still registered when its range was released";
 }
 
 TEST(ReleaseOrder, BlockTheKernelRefusesToUnmapStaysCachedAndCounted) {
-  configure({256 * kMiB, 60000});
+  configure({256 * kMiB, 60000, 0});
   trim_cache();
   SegmentHeader* h = acquire_huge(6 * kMiB, false, 0);
   ASSERT_NE(h, nullptr);

@@ -16,7 +16,7 @@ using namespace mpcalloc::source;
 namespace {
 constexpr size_t kMiB = size_t{1} << 20;
 void reset(size_t budget = 256 * kMiB) {
-  configure({budget, 60000});
+  configure({budget, 60000, 0});
   trim_cache();
 }
 }  // namespace
@@ -199,50 +199,69 @@ TEST(Source, ZeroBudgetUnregistersAtOnce) {
   reset();
 }
 
-TEST(Source, BudgetOfOneSegmentKeepsOnlyTheNewest) {
+TEST(Source, CacheKeepsTheWorkingSetOfTheRecentPeakBeyondTheBudget) {
+  // The budget is one segment, but three were in use a moment ago: freed and taken again
+  // within the decay time, they are reused without a new mapping (no page faults).
   reset(kSegmentSize);
   SourceStats s0 = stats();
   SegmentHeader* seg[3];
-  for (auto& s : seg) {
-    s = acquire_segment(SegmentKind::kSmall, nullptr, 0);
-    ASSERT_NE(s, nullptr);
-  }
   uintptr_t base[3];
-  for (int i = 0; i < 3; ++i) base[i] = segment_base(seg[i]);
+  for (int i = 0; i < 3; ++i) {
+    seg[i] = acquire_segment(SegmentKind::kSmall, nullptr, 0);
+    ASSERT_NE(seg[i], nullptr);
+    base[i] = segment_base(seg[i]);
+  }
   for (auto* s : seg) release_segment(s);
   SourceStats s1 = stats();
-  EXPECT_EQ(s1.cached_bytes, kSegmentSize);
-  EXPECT_EQ(s1.mapped_bytes, s0.mapped_bytes + kSegmentSize);
-  EXPECT_EQ(s1.segment_count, s0.segment_count + 1);
-  EXPECT_FALSE(is_registered(base[0]));  // oldest evicted first
-  EXPECT_FALSE(is_registered(base[1]));
-  EXPECT_TRUE(is_registered(base[2]));
-  // The survivor is what the next acquire gets.
-  SegmentHeader* again = acquire_segment(SegmentKind::kMedium, nullptr, 0);
-  EXPECT_EQ(segment_base(again), base[2]);
-  EXPECT_EQ(stats().mapped_bytes, s1.mapped_bytes);
-  release_segment(again);
+  EXPECT_EQ(s1.cached_bytes, 3 * kSegmentSize);
+  EXPECT_EQ(s1.mapped_bytes, s0.mapped_bytes + 3 * kSegmentSize);
+  for (auto& s : seg) {
+    s = acquire_segment(SegmentKind::kMedium, nullptr, 0);
+    uintptr_t b = segment_base(s);
+    EXPECT_TRUE(b == base[0] || b == base[1] || b == base[2]);
+  }
+  EXPECT_EQ(stats().mapped_bytes, s1.mapped_bytes) << "no new mapping";
+  for (auto* s : seg) release_segment(s);
+  EXPECT_EQ(trim_cache(), 3 * kSegmentSize);
   reset();
 }
 
-TEST(Source, LoweringTheBudgetEvictsOnTheNextRelease) {
-  reset();
+TEST(Source, MoreInUseLeavesLessRoomInTheCache) {
+  // Three segments cached (the recent peak), then a 40 MiB block in use: the place may now
+  // hold 1/8 of that peak beyond what it uses, so the older segments go, newest kept.
+  reset(kSegmentSize);
   SegmentHeader* seg[3];
-  for (auto& x : seg) {
-    x = acquire_segment(SegmentKind::kSmall, nullptr, 0);
-    ASSERT_NE(x, nullptr);
-  }
   uintptr_t base[3];
-  for (int i = 0; i < 3; ++i) base[i] = segment_base(seg[i]);
-  release_segment(seg[0]);
-  release_segment(seg[1]);
-  EXPECT_EQ(stats().cached_bytes, 2 * kSegmentSize);
-  configure({kSegmentSize, 60000});
-  release_segment(seg[2]);  // the cache now holds at most one segment: the newest
+  for (int i = 0; i < 3; ++i) {
+    seg[i] = acquire_segment(SegmentKind::kSmall, nullptr, 0);
+    ASSERT_NE(seg[i], nullptr);
+    base[i] = segment_base(seg[i]);
+  }
+  for (auto* s : seg) release_segment(s);
+  EXPECT_EQ(stats().cached_bytes, 3 * kSegmentSize);
+  SegmentHeader* h = acquire_huge(40 * kMiB, false, 0);
+  ASSERT_NE(h, nullptr);
   EXPECT_EQ(stats().cached_bytes, kSegmentSize);
-  EXPECT_FALSE(is_registered(base[0]));
+  EXPECT_FALSE(is_registered(base[0]));  // oldest evicted first
   EXPECT_FALSE(is_registered(base[1]));
   EXPECT_TRUE(is_registered(base[2]));
+  release_huge(h);
+  reset();
+}
+
+TEST(Source, TrimForgetsThePeak) {
+  reset(kSegmentSize);
+  SegmentHeader* seg[3];
+  for (auto& s : seg) s = acquire_segment(SegmentKind::kSmall, nullptr, 0);
+  for (auto* s : seg) release_segment(s);
+  trim_cache();
+  // After malloc_trim the working set starts again: only the budget is kept.
+  SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr, 0);
+  SegmentHeader* b = acquire_segment(SegmentKind::kSmall, nullptr, 0);
+  release_segment(a);
+  release_segment(b);
+  EXPECT_EQ(stats().cached_bytes, 2 * kSegmentSize) << "two in use at the new peak";
+  trim_cache();
   reset();
 }
 
@@ -268,9 +287,8 @@ TEST(Source, ReusedSegmentsThatClaimZeroReadZero) {
       ++dirty;
     }
   }
-  // Only a couple of freed segments keep their pages; the rest were given back on release.
-  EXPECT_LE(dirty, 2);
-  EXPECT_LT(dirty, kN);
+  // Freed segments keep their pages while cached (the next heap reuses them warm).
+  EXPECT_EQ(dirty, kN);
   for (auto* s : seg) release_segment(s);
   reset();
 }
@@ -411,7 +429,7 @@ TEST(Source, ResizeHugeFailureLeavesTheBlockIntact) {
 
 TEST(Source, DecayReturnsOldBlocks) {
   reset();
-  configure({256 * kMiB, 1});  // anything cached for 1 ms is old
+  configure({256 * kMiB, 1, 0});  // anything cached for 1 ms is old
   SourceStats s0 = stats();
   SegmentHeader* a = acquire_segment(SegmentKind::kSmall, nullptr, 0);
   ASSERT_NE(a, nullptr);
