@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -228,9 +229,9 @@ int open_stats_file(const char* pattern, bool truncate) {
 }
 
 // Held while a report goes to MPCALLOC_STATS's destination, so two reports never interleave.
-std::atomic<bool> g_reporting{false};
+constinit std::atomic<bool> g_reporting{false};
 // Whether this process has written its stats file already (later reports append to it).
-std::atomic<bool> g_file_started{false};
+constinit std::atomic<bool> g_file_started{false};
 }  // namespace
 
 bool api::report_to_output(int signo) {
@@ -252,12 +253,20 @@ bool api::report_to_output(int signo) {
 }
 
 namespace {
+// A fork child has only the forking thread: a report another thread was writing at that instant
+// will never end there, so the child starts with none in progress (its exit report would
+// otherwise wait for ever).
+void report_lock_reset_in_child() { g_reporting.store(false, std::memory_order_relaxed); }
+
 // Options are read at load time, so MPCALLOC_CHECK=1 covers a free that comes before the
 // first malloc, and MPCALLOC_VERBOSE=1 prints even if the program never allocates.
 // (Initialisation allocates nothing itself; its registrations may, after the flag is set.)
 // The stats signal's handler goes in once the options are known.
 __attribute__((constructor)) void init_at_load() {
   heap::global_init();
+  if (base::option(base::kOptStats) != base::kOutputOff || base::option(base::kOptStatsSignal) != 0) {
+    pthread_atfork(nullptr, nullptr, report_lock_reset_in_child);  // may allocate: after init
+  }
   api::install_stats_signal();
 }
 
