@@ -1,8 +1,6 @@
 #!/usr/bin/env python3
-"""MPCALLOC_STATS_SIGNAL: stats_signal_probe raises SIGUSR2 nine times (main thread, a second
-thread, at the main thread while it allocates and while it sleeps in read); each time one report
-must appear. json: MPCALLOC_STATS=json:FILE gets one JSON object per signal, then the exit one.
-text: stderr gets nine text reports. taken: an inherited SIG_IGN stays, with one warning line.
+"""MPCALLOC_STATS_SIGNAL: nine signals give nine reports (json: MPCALLOC_STATS's file, then the
+exit one; text: stderr); taken: an inherited SIG_IGN stays, with one warning.
 Usage: check_stats_signal.py PROBE json|text|taken"""
 import json
 import os

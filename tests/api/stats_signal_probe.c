@@ -1,8 +1,6 @@
-/* Raises MPCALLOC_STATS_SIGNAL's signal (SIGUSR2) in every way a long job sees it: from the
- * main thread, from a second thread on itself while the main thread allocates, from the second
- * thread at the main thread while it allocates, and while the main thread sleeps in read(2).
- * After each, waits until one more report is in FILE (the path, %p = pid) before going on.
- * Usage: stats_signal_probe run FILE MARKER | stats_signal_probe taken */
+/* Raises SIGUSR2 (MPCALLOC_STATS_SIGNAL) from the main thread, from a second thread, at the
+ * main thread while it allocates and while it sleeps in read(2); after each, waits for one more
+ * report in FILE (%p = pid). Usage: stats_signal_probe run FILE MARKER | stats_signal_probe taken */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>

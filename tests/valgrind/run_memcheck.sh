@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# What memcheck (Valgrind) does with mpcalloc, as docs/USAGE.md says: by default it puts its own
-# malloc in place of mpcalloc's, for libmpcalloc.a linked into the executable (also with
-# --soname-synonyms=somalloc=NONE), for libmpcalloc.so linked or preloaded, and then reports
-# the leak and the read after free; with somalloc=nouserintercepts mpcalloc keeps malloc and
-# memcheck sees no heap block (reports neither).
-# Usage: run_memcheck.sh CASE PROBE [LIBMPCALLOC_SO]   (exit 77: valgrind not installed)
+# What memcheck does with mpcalloc (docs/USAGE.md, Valgrind): who owns malloc, whether the leak
+# and the read after free are reported. Usage: run_memcheck.sh CASE PROBE [LIBMPCALLOC_SO]
 set -uo pipefail
 case_name=$1 probe=$2 lib=${3:-}
+# By default memcheck puts its own malloc in place of mpcalloc's: for libmpcalloc.a linked into
+# the executable (also with --soname-synonyms=somalloc=NONE, which matches the executable), for
+# libmpcalloc.so linked or preloaded; then it reports both errors. With
+# somalloc=nouserintercepts mpcalloc keeps malloc and memcheck sees no heap block at all.
+# Exit 77 (skip) when valgrind is not installed.
 command -v valgrind >/dev/null || { echo "SKIP: valgrind not installed"; exit 77; }
 fail() { echo "FAIL ($case_name): $*"; exit 1; }
 out=$(mktemp)

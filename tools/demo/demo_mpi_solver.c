@@ -1,14 +1,15 @@
-/* The demo's MPI job: each rank an adaptive subdomain (solver.h) of a periodic 1-D domain,
- * stepped STEPS times. Every step the ranks exchange halos (freshly allocated 256 KiB send and
- * receive buffers, tagged with sender and step, checked) whose edge values are the stencil's
- * boundary, then agree on a residual with MPI_Allreduce. Rank 0 prints the checksum on stdout,
- * and on stderr the ranks' CPU seconds (summed) and peak RSS (summed), which a launcher's
- * timing would not show. Usage: mpirun -np 2 demo_mpi_solver [STEPS]   (default 20) */
+/* The demo's MPI job: each rank an adaptive subdomain (solver.h) of a periodic 1-D domain with
+ * halos exchanged every step; rank 0 prints the checksum, and the ranks' CPU time and peak RSS.
+ * Usage: mpirun -np 2 demo_mpi_solver [STEPS]   (default 20) */
 #include <mpi.h>
 #include <sys/resource.h>
 
 #include "solver.h"
 
+/* Halo buffers are allocated afresh every step (256 KiB each way), tagged with sender and step
+ * and checked; their edge values are the stencil's boundary, so a lost or corrupted message
+ * changes the checksum. The ranks' CPU seconds and peak RSS go to stderr, summed over ranks:
+ * a launcher's own timing would show only its own. */
 enum { kHalo = 32768 }; /* cells per halo: 256 KiB */
 
 int main(int argc, char** argv) {

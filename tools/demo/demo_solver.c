@@ -1,6 +1,5 @@
 /* The demo's threaded job: THREADS threads, each an adaptive subdomain (solver.h) stepped STEPS
- * times: 4-64 MiB work arrays reallocated every step, per-thread small and medium temporaries.
- * Prints one checksum line, the same under every allocator.
+ * times; prints one checksum line, the same under every allocator.
  * Usage: demo_solver [THREADS [STEPS]]   (default 4 threads, 20 steps) */
 #include <pthread.h>
 

@@ -1,10 +1,5 @@
-/* The demo's solver step, shared by the threaded job (demo_solver.c) and the MPI job
- * (demo_mpi_solver.c). One subdomain of an adaptive explicit solver: every step its mesh is
- * refined or coarsened, so the field and flux arrays (4-64 MiB) are allocated afresh at the new
- * size, filled from the old field, swept by a diffusion stencil, and the old ones freed; around
- * them come per-step temporaries: neighbour lists (small blocks) and pack buffers (medium).
- * Plain malloc/free: LD_PRELOAD chooses the allocator. All arithmetic is in a fixed order, so
- * the checksum does not depend on the allocator. */
+/* The demo's solver step (one subdomain of an adaptive explicit solver), shared by the threaded
+ * job (demo_solver.c) and the MPI job (demo_mpi_solver.c). */
 #ifndef MPCALLOC_DEMO_SOLVER_H
 #define MPCALLOC_DEMO_SOLVER_H
 #include <stdint.h>
@@ -12,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every step the mesh is refined or coarsened, so the field and flux arrays (4-64 MiB) are
+ * allocated afresh at the new size, filled from the old field, swept by a diffusion stencil and
+ * the old ones freed, as adaptive codes do; around them come per-step temporaries: neighbour
+ * lists (small blocks) and pack buffers (medium). Plain malloc/free, so LD_PRELOAD chooses the
+ * allocator; all arithmetic runs in a fixed order, so the checksum does not depend on it. */
 enum {
   kMinArrayMiB = 4,
   kMaxArrayMiB = 64,
