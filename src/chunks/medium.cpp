@@ -1,7 +1,10 @@
 // Medium chunks: segregated free lists and boundary-tag merging.
 #include "chunks/medium.h"
 
+#include <atomic>
+
 #include "base/bits.h"
+#include "os/os_memory.h"
 #include "source/block_source.h"
 
 namespace mpcalloc::chunks {
@@ -35,7 +38,25 @@ void bin_insert(MediumState& s, Chunk* c) {
   s.nonempty |= uint64_t{1} << b;
 }
 
+// The whole pages of free chunk c (of `size` bytes) that a purge gives back: past its header
+// and free-list fields, up to its end (the next chunk's header is past that).
+struct PageRange {
+  uintptr_t start, end;
+  size_t bytes() const { return end > start ? end - start : 0; }
+};
+PageRange purge_range(const Chunk* c, size_t size) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(c);
+  return {base::align_up(a + sizeof(Chunk), os::kPageSize), base::align_down(a + size, os::kPageSize)};
+}
+
+std::atomic<size_t> g_purged{0};
+
 void bin_remove(MediumState& s, Chunk* c) {
+  if ((head_of(c) & kPurged) != 0) {  // leaving the free lists: its pages come back on use
+    size_t n = purge_range(c, chunk_size(c)).bytes();
+    s.purged_bytes -= n;
+    g_purged.fetch_sub(n, std::memory_order_relaxed);
+  }
   unsigned b = bin_of(chunk_size(c));
   if (c->bk != nullptr) c->bk->fd = c->fd;
   else s.bins[b] = c->fd;
@@ -46,6 +67,7 @@ void bin_remove(MediumState& s, Chunk* c) {
 // Marks [c, c+size) free with footer, clears the next chunk's kPrevInUse, and bins it.
 void make_free(MediumState& s, Chunk* c, size_t size) {
   set_head(c, size | kPrevInUse);  // a free chunk's previous chunk is always in use (merged)
+  c->freed_ms = s.clock_ms;
   Chunk* n = at(c, size);
   n->prev_size = size;
   set_head(n, head_of(n) & ~kPrevInUse);
@@ -260,6 +282,28 @@ size_t medium_collect(MediumState& s) {
   }
   return released;
 }
+
+size_t medium_purge(MediumState& s, uint64_t age_ms, bool lazy) {
+  // Small fragments are not worth a system call each.
+  constexpr size_t kMinPurge = 4 * os::kPageSize;
+  size_t purged = 0;
+  for (uint64_t bins = s.nonempty & ~uint64_t{1}; bins != 0; bins &= bins - 1) {
+    for (Chunk* c = s.bins[base::lowest_bit(bins)]; c != nullptr; c = c->fd) {
+      size_t head = head_of(c);
+      if ((head & kPurged) != 0 || s.clock_ms - c->freed_ms < age_ms) continue;
+      PageRange r = purge_range(c, head & ~kFlagMask);
+      if (r.bytes() < kMinPurge) continue;
+      if (!os::purge(reinterpret_cast<void*>(r.start), r.bytes(), lazy)) continue;
+      set_head(c, head | kPurged);
+      purged += r.bytes();
+    }
+  }
+  s.purged_bytes += purged;
+  g_purged.fetch_add(purged, std::memory_order_relaxed);
+  return purged;
+}
+
+size_t medium_purged_bytes() { return g_purged.load(std::memory_order_relaxed); }
 
 ChunkStatus medium_classify(const void* p) {
   uintptr_t base = source::segment_base_of(p);

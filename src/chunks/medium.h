@@ -18,15 +18,18 @@ inline constexpr size_t kMediumArenaOffset = 8192;  // run table + header, round
 
 struct Chunk {
   size_t prev_size;  // size of the previous chunk, valid only when it is free (its footer)
-  size_t head;       // size | kInUse | kPrevInUse
+  size_t head;       // size | kInUse | kPrevInUse | kPurged
   Chunk* fd;         // free list links, valid only when free
   Chunk* bk;
+  uint64_t freed_ms; // when it was freed (the heap's clock), valid only when free
 };
 inline constexpr size_t kInUse = 1;
 inline constexpr size_t kPrevInUse = 2;
 // Checked mode: an in-use chunk whose free was validated (possibly by another thread) and has
 // not reached the free lists yet; a second free of it is a double free.
 inline constexpr size_t kFreePending = 4;
+// A free chunk whose whole pages (past its header and links) were given back to the OS.
+inline constexpr size_t kPurged = 8;
 inline constexpr size_t kFlagMask = 15;
 
 // Requests are rounded to classes (8 per power of two, at most 12.5% waste) so that freed
@@ -46,6 +49,8 @@ struct MediumState {
   size_t segment_count;
   void* owner;
   int place;          // where its segments come from (source::kPlace*, or a NUMA node)
+  uint64_t clock_ms;  // the heap's clock (set at its maintenance): freed chunks are stamped
+  size_t purged_bytes;  // pages of free chunks given back to the OS
 };
 
 inline Chunk* chunk_of(const void* p) {
@@ -69,6 +74,12 @@ bool medium_resize_in_place(MediumState& s, void* p, size_t new_size);
 void medium_flush_quick(MediumState& s);
 // Releases every medium segment that is entirely free (after flushing). Returns how many.
 size_t medium_collect(MediumState& s);
+// Gives the whole pages inside free chunks free since at least `age_ms` before s.clock_ms back
+// to the OS (`lazy`: MADV_FREE, else MADV_DONTNEED); the chunks stay free and usable. Returns
+// the bytes given back.
+size_t medium_purge(MediumState& s, uint64_t age_ms, bool lazy);
+// Pages of free medium chunks given back to the OS, all heaps (for stats).
+size_t medium_purged_bytes();
 
 enum class ChunkStatus { kInUse, kFree, kInterior, kOutside };
 // For checked frees: walks the segment to classify p (slow, O(chunks in segment)). A chunk

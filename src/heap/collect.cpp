@@ -40,6 +40,8 @@ void drain_remote(Heap* h) {
   }
 }
 
+bool lazy_purge() { return base::option(base::kOptPurge) == base::kPurgeFree; }
+
 void collect(Heap* h, bool all) {
   drain_remote(h);
   if (all) flush_class_lists(h);
@@ -47,6 +49,10 @@ void collect(Heap* h, bool all) {
   if (all) {
     CheckGuard guard(h);
     chunks::medium_collect(h->medium);
+    // What stays free inside the remaining medium segments goes back too (malloc_trim, a
+    // pooled heap nobody took).
+    h->medium.clock_ms = os::now_ms();
+    chunks::medium_purge(h->medium, 0, lazy_purge());
   }
   h->events = 0;
 }
@@ -64,6 +70,12 @@ void note_event(Heap* h) {
   if (events < kCollectEvery && now - h->maintained_ms < decay / 2) return;
   collect(h, false);
   h->maintained_ms = now;
+  {
+    // Free medium memory unused for the decay time goes back to the OS; the chunks stay.
+    CheckGuard guard(h);
+    h->medium.clock_ms = now;
+    chunks::medium_purge(h->medium, decay, lazy_purge());
+  }
   decay_process(now);
   ensure_background();
 }

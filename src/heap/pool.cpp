@@ -119,7 +119,7 @@ Heap* acquire_heap() {
   if (h == nullptr) return nullptr;
   h->pool_next = nullptr;
   h->pooled_ms = 0;
-  h->maintained_ms = os::now_ms();
+  h->maintained_ms = h->medium.clock_ms = os::now_ms();
   if (!checking()) chunks::small_set_key(h->small, thread_key());
   t_heap = h;
   if (g_key_ok.load(std::memory_order_acquire)) pthread_setspecific(g_key, h);

@@ -147,6 +147,20 @@ bool discard(void* addr, size_t size) {
   return ::madvise(addr, size, MADV_DONTNEED) == 0;
 }
 
+bool purge(void* addr, size_t size, bool lazy) {
+  if (!lazy) return discard(addr, size);
+  if (injected_failure()) return false;
+  g_madvise.fetch_add(1, std::memory_order_relaxed);
+  ErrnoKeeper keep;
+  if (::madvise(addr, size, MADV_FREE) == 0) return true;
+  return ::madvise(addr, size, MADV_DONTNEED) == 0;
+}
+
+bool advise_huge_pages(void* addr, size_t size, bool on) {
+  ErrnoKeeper keep;
+  return ::madvise(addr, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0;
+}
+
 OsCounters counters() {
   return {g_mmap.load(std::memory_order_relaxed), g_munmap.load(std::memory_order_relaxed),
           g_mremap.load(std::memory_order_relaxed), g_madvise.load(std::memory_order_relaxed)};

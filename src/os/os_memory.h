@@ -26,6 +26,12 @@ bool remap_in_place(void* addr, size_t old_size, size_t new_size);
 bool remap_to(void* addr, size_t old_size, size_t new_size, void* target);
 // Give pages back to the kernel; contents read as zero afterwards.
 bool discard(void* addr, size_t size);
+// Give pages back to the kernel, to read as zero afterwards (`lazy` false: MADV_DONTNEED), or
+// for the kernel to take when it needs memory (`lazy`: MADV_FREE; contents are then undefined
+// until written; falls back to MADV_DONTNEED on kernels without it).
+bool purge(void* addr, size_t size, bool lazy);
+// Asks for transparent huge pages on [addr, addr+size) (on), or for none (off).
+bool advise_huge_pages(void* addr, size_t size, bool on);
 
 struct OsCounters {
   uint64_t mmap_calls;

@@ -32,6 +32,7 @@ SegmentHeader* evict_locked(Place& pl, size_t budget, uint64_t max_age_ms, uint6
       if (!decayed(oldest->cached_at_ms, now, max_age_ms) && pl.cached_bytes <= budget) break;
       list->remove(oldest);
       pl.cached_bytes -= oldest->map_size;
+      if (list == &pl.segments && !oldest->is_zero) --pl.dirty_segments;
       oldest->next = out;
       out = oldest;
     }
@@ -217,9 +218,15 @@ SegmentHeader* cache_take_segment(Place& pl) {
   SegmentHeader* seg = pl.segments.pop_front();
   if (seg != nullptr) {
     pl.cached_bytes -= seg->map_size;
+    if (!seg->is_zero) --pl.dirty_segments;
     allowance_locked(pl, os::now_ms());  // the peak follows
   }
   return seg;
+}
+
+size_t cache_dirty_segments(Place& pl) {
+  base::LockGuard guard(pl.lock);
+  return pl.dirty_segments;
 }
 
 SegmentHeader* take_foreign(int place, size_t map_size, bool huge) {
@@ -296,6 +303,7 @@ void cache_put(SegmentHeader* seg, bool huge) {
     uint64_t now = os::now_ms();
     seg->cached_at_ms = now;
     if (huge) seg = merge_neighbours_locked(pl, seg);
+    else if (!seg->is_zero) ++pl.dirty_segments;
     (huge ? pl.huge : pl.segments).push_front(seg);
     pl.cached_bytes += seg->map_size;
     // Oldest first: the block just freed goes last, when it alone passes the allowance.
@@ -328,6 +336,7 @@ void unmap_chain(SegmentHeader* chain) {
       ++pl.unmap_failures;
       chain->cached_at_ms = os::now_ms();
       if (segment) {
+        if (!chain->is_zero) ++pl.dirty_segments;
         pl.segments.push_back(chain);
       } else {
         pl.huge.push_back(chain);

@@ -18,6 +18,7 @@ struct Place {
   base::IntrusiveList<SegmentHeader> segments;  // free segments, newest first
   base::IntrusiveList<SegmentHeader> huge;      // free huge blocks, newest first
   size_t cached_bytes;
+  size_t dirty_segments;  // cached segments whose pages are still resident
   // The recent peak of memory in use (mapped - cached) over the current and the previous
   // decay window. The cache may hold up to that peak minus what is in use now (at least the
   // cache_max budget): a working set freed and taken again within the decay time is reused
@@ -72,6 +73,8 @@ void account_huge(Place& pl, int delta_count, size_t bytes);
 
 // Takes a free segment from the place's cache (nullptr: none).
 SegmentHeader* cache_take_segment(Place& pl);
+// How many cached segments of the place still hold their pages.
+size_t cache_dirty_segments(Place& pl);
 // When a fresh mapping for `place` failed: in NUMA auto mode, a free segment (huge: a block of
 // at least map_size bytes) of another place, counted as foreign at `place`; never in strict
 // mode, nor without NUMA. The block keeps its own place (it is cached there when freed).

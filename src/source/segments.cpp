@@ -22,10 +22,22 @@ SegmentHeader* acquire_segment(SegmentKind kind, void* owner, int place) {
   return seg;
 }
 
+namespace {
+// Freed segments in a place's cache that keep their pages. Beyond this many, a freed segment's
+// pages are given back as it enters the cache (the mapping stays for cheap reuse): a heap
+// that gives a segment back rarely needs all of its pages again soon (mstress: 164 MiB peak RSS
+// keeping them all, 138 MiB keeping two). A thread's heap no longer gives its segments back
+// when the thread ends (it goes to the pool warm), so thread churn does not pay for this.
+constexpr size_t kDirtySegmentsKept = 2;
+}  // namespace
+
 void release_segment(SegmentHeader* seg) {
-  // Its pages stay resident while cached: the next heap that needs a segment (a new thread's,
-  // often) reuses them without faults. Decay and the allowance return it to the OS.
   seg->is_zero = false;
+  if (cache_dirty_segments(place_of(seg)) >= kDirtySegmentsKept) {
+    uintptr_t base = segment_base(seg);
+    size_t keep = base::align_up(kRunTableBytes + sizeof(SegmentHeader), os::kPageSize);
+    if (os::discard(reinterpret_cast<void*>(base + keep), kSegmentSize - keep)) seg->is_zero = true;
+  }
   cache_put(seg, false);
 }
 

@@ -287,8 +287,9 @@ TEST(Source, ReusedSegmentsThatClaimZeroReadZero) {
       ++dirty;
     }
   }
-  // Freed segments keep their pages while cached (the next heap reuses them warm).
-  EXPECT_EQ(dirty, kN);
+  // Only a couple of freed segments keep their pages; the rest were given back on release.
+  EXPECT_LE(dirty, 2);
+  EXPECT_LT(dirty, kN);
   for (auto* s : seg) release_segment(s);
   reset();
 }
