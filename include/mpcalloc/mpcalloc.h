@@ -91,6 +91,12 @@ typedef struct mpcalloc_stats_s {
 void mpcalloc_stats_get(mpcalloc_stats_t* out);
 /* Writes a human summary (json == 0) or a JSON object (json != 0) to fd. */
 void mpcalloc_stats_print(int fd, int json);
+/* glibc's malloc_info(3) (exported under that name too, unless built without overrides): the
+ * statistics as XML in glibc's shape, one <heap> per place (NUMA node, first-touch memory,
+ * interleaved blocks). Returns 0, or -1 with errno EINVAL when options != 0 or fp is NULL.
+ * Writes with stdio (which may allocate the stream's buffer); not for signal handlers: there,
+ * MPCALLOC_STATS_SIGNAL prints the statistics safely. */
+int mpcalloc_malloc_info(int options, FILE* fp);
 
 /* ---- testing hooks (not for production use) ---- */
 /* Makes the n-th next OS call (mmap, mremap, madvise) counted from now fail (n >= 1);
