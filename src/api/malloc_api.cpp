@@ -59,12 +59,12 @@ inline int posix_memalign_impl(void** out, size_t align, size_t size) {
 }
 
 inline void* pvalloc_impl(size_t size) {
-  size_t rounded = base::align_up(size, os::kPageSize);
+  size_t rounded = base::align_up(size, os::page_size());
   if (rounded < size) {
     errno = ENOMEM;
     return nullptr;
   }
-  return api::memalign_impl(os::kPageSize, rounded == 0 ? os::kPageSize : rounded);
+  return api::memalign_impl(os::page_size(), rounded == 0 ? os::page_size() : rounded);
 }
 
 inline int trim_impl() { return heap::trim() ? 1 : 0; }
@@ -94,7 +94,7 @@ MPCALLOC_EXPORT void* mpcalloc_reallocarray(void* p, size_t n, size_t s) { retur
 MPCALLOC_EXPORT int mpcalloc_posix_memalign(void** out, size_t a, size_t s) { return posix_memalign_impl(out, a, s); }
 MPCALLOC_EXPORT void* mpcalloc_aligned_alloc(size_t a, size_t s) { return api::memalign_impl(a, s); }
 MPCALLOC_EXPORT void* mpcalloc_memalign(size_t a, size_t s) { return api::memalign_impl(a, s); }
-MPCALLOC_EXPORT void* mpcalloc_valloc(size_t s) { return api::memalign_impl(os::kPageSize, s); }
+MPCALLOC_EXPORT void* mpcalloc_valloc(size_t s) { return api::memalign_impl(os::page_size(), s); }
 MPCALLOC_EXPORT void* mpcalloc_pvalloc(size_t s) { return pvalloc_impl(s); }
 MPCALLOC_EXPORT size_t mpcalloc_malloc_usable_size(void* p) { return heap::usable_size(p); }
 MPCALLOC_EXPORT int mpcalloc_malloc_trim(size_t) { return trim_impl(); }
@@ -113,7 +113,7 @@ MPCALLOC_EXPORT void* reallocarray(void* p, size_t n, size_t s) { return realloc
 MPCALLOC_EXPORT int posix_memalign(void** out, size_t a, size_t s) { return posix_memalign_impl(out, a, s); }
 MPCALLOC_EXPORT void* aligned_alloc(size_t a, size_t s) { return api::memalign_impl(a, s); }
 MPCALLOC_EXPORT void* memalign(size_t a, size_t s) { return api::memalign_impl(a, s); }
-MPCALLOC_EXPORT void* valloc(size_t s) { return api::memalign_impl(os::kPageSize, s); }
+MPCALLOC_EXPORT void* valloc(size_t s) { return api::memalign_impl(os::page_size(), s); }
 MPCALLOC_EXPORT void* pvalloc(size_t s) { return pvalloc_impl(s); }
 MPCALLOC_EXPORT size_t malloc_usable_size(void* p) { return heap::usable_size(p); }
 MPCALLOC_EXPORT int malloc_trim(size_t) { return trim_impl(); }
@@ -167,7 +167,7 @@ MPCALLOC_EXPORT void __libc_free(void* p) { heap::free_entry(p); }
 MPCALLOC_EXPORT void* __libc_calloc(size_t n, size_t s) { return calloc_impl(n, s); }
 MPCALLOC_EXPORT void* __libc_realloc(void* p, size_t s) { return realloc_impl(p, s); }
 MPCALLOC_EXPORT void* __libc_memalign(size_t a, size_t s) { return api::memalign_impl(a, s); }
-MPCALLOC_EXPORT void* __libc_valloc(size_t s) { return api::memalign_impl(os::kPageSize, s); }
+MPCALLOC_EXPORT void* __libc_valloc(size_t s) { return api::memalign_impl(os::page_size(), s); }
 MPCALLOC_EXPORT void* __libc_pvalloc(size_t s) { return pvalloc_impl(s); }
 MPCALLOC_EXPORT int __posix_memalign(void** out, size_t a, size_t s) { return posix_memalign_impl(out, a, s); }
 #endif

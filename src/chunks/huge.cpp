@@ -70,7 +70,7 @@ bool over_reserve() {
 
 HugeResult huge_alloc(size_t size, size_t align, bool want_zero, int place) {
   size_t off = user_offset_for(align);
-  size_t map_size = base::align_up(off + size, os::kPageSize);
+  size_t map_size = base::align_up(off + size, os::page_size());
   if (map_size < size) return {nullptr, false};
   source::SegmentHeader* seg = source::acquire_huge(map_size, want_zero, place);
   if (seg == nullptr) return {nullptr, false};
@@ -88,7 +88,7 @@ size_t huge_usable(const source::SegmentHeader* seg) {
 void* huge_resize(source::SegmentHeader* seg, size_t new_size) {
   HugeHeader* hh = reinterpret_cast<HugeHeader*>(seg);
   size_t off = hh->user_offset;
-  size_t map_size = base::align_up(off + new_size, os::kPageSize);
+  size_t map_size = base::align_up(off + new_size, os::page_size());
   if (map_size < new_size) return nullptr;
   if (map_size <= seg->map_size) {
     // Room in the mapping. A growth (the block may have come from the cache larger than asked,
@@ -101,7 +101,7 @@ void* huge_resize(source::SegmentHeader* seg, size_t new_size) {
     }
   }
   // Growing: leave headroom (1/8) so a sequence of small growths does few mremaps.
-  if (map_size > seg->map_size) map_size = base::align_up(map_size + map_size / 8, os::kPageSize);
+  if (map_size > seg->map_size) map_size = base::align_up(map_size + map_size / 8, os::page_size());
   source::SegmentHeader* moved = source::resize_huge(seg, map_size);
   if (moved == nullptr) return nullptr;
   reinterpret_cast<HugeHeader*>(moved)->requested = new_size;
@@ -109,7 +109,7 @@ void* huge_resize(source::SegmentHeader* seg, size_t new_size) {
 }
 
 void* huge_alloc_overaligned(size_t size, size_t align, int place) {
-  size_t map_size = base::align_up(size == 0 ? 1 : size, os::kPageSize);
+  size_t map_size = base::align_up(size == 0 ? 1 : size, os::page_size());
   if (map_size < size) return nullptr;
   base::LockGuard guard(g_over_lock);
   if (!over_reserve()) return nullptr;

@@ -46,7 +46,7 @@ struct PageRange {
 };
 PageRange purge_range(const Chunk* c, size_t size) {
   uintptr_t a = reinterpret_cast<uintptr_t>(c);
-  return {base::align_up(a + sizeof(Chunk), os::kPageSize), base::align_down(a + size, os::kPageSize)};
+  return {base::align_up(a + sizeof(Chunk), os::page_size()), base::align_down(a + size, os::page_size())};
 }
 
 std::atomic<size_t> g_purged{0};
@@ -289,7 +289,7 @@ size_t medium_collect(MediumState& s) {
 
 size_t medium_purge(MediumState& s, uint64_t age_ms, bool lazy) {
   // Small fragments are not worth a system call each.
-  constexpr size_t kMinPurge = 4 * os::kPageSize;
+  const size_t kMinPurge = 4 * os::page_size();
   size_t purged = 0;
   for (uint64_t bins = s.nonempty & ~uint64_t{1}; bins != 0; bins &= bins - 1) {
     for (Chunk* c = s.bins[base::lowest_bit(bins)]; c != nullptr; c = c->fd) {

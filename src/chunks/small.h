@@ -8,6 +8,7 @@
 
 #include "base/intrusive_list.h"
 #include "base/size_classes.h"
+#include "os/os_memory.h"
 #include "source/segment.h"
 
 namespace mpcalloc::chunks {
@@ -15,6 +16,7 @@ namespace mpcalloc::chunks {
 inline constexpr unsigned kRunShift = 16;
 inline constexpr size_t kRunSize = size_t{1} << kRunShift;
 inline constexpr unsigned kRunsPerSegment = source::kSegmentSize / kRunSize;  // run 0: headers
+static_assert(kRunSize >= os::kMaxPageSize, "a run spans whole pages of every supported size");
 // Blocks are prepared from a run's untouched part progressively: a little for a fresh run (a
 // thread that uses a class lightly touches little memory), then more at each refill, so a
 // hot class's run is soon fully carved and refills become rare.

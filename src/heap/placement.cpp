@@ -74,14 +74,14 @@ int migrate(void* p, int node) {
   }
   // Small and medium blocks share their segment (and maybe pages) with others: only the pages
   // holding the block move, the segment's policy stays its node's.
-  uintptr_t first = base::align_down(a, os::kPageSize);
-  uintptr_t end = base::align_up(a + usable, os::kPageSize);
+  uintptr_t first = base::align_down(a, os::page_size());
+  uintptr_t end = base::align_up(a + usable, os::page_size());
   constexpr size_t kBatch = 64;
   void* pages[kBatch];
   int status[kBatch];
   for (uintptr_t page = first; page < end;) {
     size_t n = 0;
-    for (; n < kBatch && page < end; ++n, page += os::kPageSize) pages[n] = reinterpret_cast<void*>(page);
+    for (; n < kBatch && page < end; ++n, page += os::page_size()) pages[n] = reinterpret_cast<void*>(page);
     if (!os::numa_move_pages(pages, n, node, status)) {
       errno = EIO;
       return -1;

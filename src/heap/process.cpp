@@ -6,6 +6,7 @@
 #include "chunks/huge.h"
 #include "heap/heap_internal.h"
 #include "os/os_env.h"
+#include "os/os_memory.h"
 #include "os/os_message.h"
 #include "source/block_source.h"
 
@@ -76,6 +77,12 @@ void global_init() {
   {
     base::LockGuard guard(g_init_lock);
     if (!g_initialized.load(std::memory_order_relaxed)) {
+      // The layout (64 KiB runs, 4 MiB segments) holds for pages up to 64 KiB.
+      if (os::page_size() > os::kMaxPageSize) {
+        os::Message m;
+        m.text("mpcalloc: unsupported page size ").dec(os::page_size()).text(" (at most 64 KiB)");
+        os::fatal(m);
+      }
       base::options_load();
       g_check.store(base::option(base::kOptCheck) != 0, std::memory_order_relaxed);
       if (checking()) __atomic_store_n(&g_free, &free_checked, __ATOMIC_RELAXED);

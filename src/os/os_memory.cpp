@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -75,6 +76,17 @@ void* map_with(void* hint, size_t size, int prot) {
 }
 
 }  // namespace
+
+size_t page_size() {
+  static std::atomic<size_t> cached{0};
+  size_t p = cached.load(std::memory_order_relaxed);
+  if (p == 0) {
+    p = static_cast<size_t>(getauxval(AT_PAGESZ));
+    if (p == 0) p = kMinPageSize;
+    cached.store(p, std::memory_order_relaxed);
+  }
+  return p;
+}
 
 void* map(size_t size, void* hint) { return map_with(hint, size, PROT_READ | PROT_WRITE); }
 

@@ -6,7 +6,14 @@
 
 namespace mpcalloc::os {
 
-inline constexpr size_t kPageSize = 4096;
+// The smallest page size of the platforms supported (sizes are rounded to at least this).
+inline constexpr size_t kMinPageSize = 4096;
+// The largest page size the layout supports: small runs are 64 KiB (aarch64 kernels come with
+// 4, 16 and 64 KiB pages).
+inline constexpr size_t kMaxPageSize = 65536;
+// The system's page size (the auxiliary vector's AT_PAGESZ, read once): what madvise, mbind
+// and move_pages work in, and what valloc aligns to.
+size_t page_size();
 
 struct MapResult {
   void* addr;    // nullptr on failure

@@ -19,7 +19,7 @@ bool prepare_reused(SegmentHeader* seg, bool want_zero) {
   bool zero = seg->is_zero;
   if (want_zero && !zero) {
     size_t header_end = kRunTableBytes + sizeof(SegmentHeader);
-    size_t keep = base::align_up(header_end, os::kPageSize);
+    size_t keep = base::align_up(header_end, os::page_size());
     if (seg->map_size > keep &&
         os::discard(reinterpret_cast<void*>(base + keep), seg->map_size - keep)) {
       // The page holding the header stays; clear the rest of it (user data may start there).
@@ -34,7 +34,7 @@ bool prepare_reused(SegmentHeader* seg, bool want_zero) {
 }  // namespace
 
 SegmentHeader* acquire_huge(size_t map_size, bool want_zero, int place) {
-  map_size = base::align_up(map_size, os::kPageSize);
+  map_size = base::align_up(map_size, os::page_size());
   Place& pl = place_of(place);
   if (SegmentHeader* found = cache_take_huge(pl, map_size)) {
     bool zero = prepare_reused(found, want_zero);
@@ -72,7 +72,7 @@ void release_huge(SegmentHeader* seg) {
 }
 
 SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
-  new_map_size = base::align_up(new_map_size, os::kPageSize);
+  new_map_size = base::align_up(new_map_size, os::page_size());
   uintptr_t base = segment_base(seg);
   size_t old_size = seg->map_size;
   if (new_map_size == old_size) return seg;

@@ -37,7 +37,7 @@ void release_segment(SegmentHeader* seg) {
   seg->is_zero = false;
   if (cache_dirty_segments(place_of(seg)) >= kDirtySegmentsKept) {
     uintptr_t base = segment_base(seg);
-    size_t keep = base::align_up(kRunTableBytes + sizeof(SegmentHeader), os::kPageSize);
+    size_t keep = base::align_up(kRunTableBytes + sizeof(SegmentHeader), os::page_size());
     if (os::discard(reinterpret_cast<void*>(base + keep), kSegmentSize - keep)) seg->is_zero = true;
   }
   cache_put(seg, false);

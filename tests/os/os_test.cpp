@@ -362,3 +362,9 @@ TEST(OsNuma, TopologyOfThisMachine) {
     EXPECT_EQ(os::numa_thread_node(), -1) << "one node: no thread is bound";
   }
 }
+
+TEST(OsMemory, PageSizeIsTheSystems) {
+  EXPECT_EQ(os::page_size(), static_cast<size_t>(sysconf(_SC_PAGESIZE)));
+  EXPECT_GE(os::page_size(), os::kMinPageSize);
+  EXPECT_LE(os::page_size(), os::kMaxPageSize);
+}
