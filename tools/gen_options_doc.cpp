@@ -20,6 +20,7 @@ int main() {
                        : d.type == OptionType::kOutput ? "output"
                        : d.type == OptionType::kLimit  ? "bytes or `auto`"
                        : d.type == OptionType::kSignal ? "signal"
+                       : d.type == OptionType::kAuto   ? "bool or `auto`"
                                                        : "";
     if (d.type == OptionType::kChoice) {  // `a` / `b` / `c` (a bare '|' would end the cell)
       type = "`";

@@ -45,9 +45,11 @@ constexpr OptionDesc kOptions[kOptCount] = {
      "Transparent huge pages for mpcalloc's memory: `default` leaves it to the system setting, "
      "`never` asks for none (MADV_NOHUGEPAGE), `madvise` asks for them on huge blocks only, "
      "`always` on segments and huge blocks (MADV_HUGEPAGE)."},
-    {"background", "MPCALLOC_BACKGROUND", OptionType::kBool, 0, nullptr, false,
+    {"background", "MPCALLOC_BACKGROUND", OptionType::kAuto, kAutoValue, nullptr, false,
      "A background thread returns decayed memory to the OS even when the program makes no "
-     "allocation (a rank waiting in MPI); started at the first allocation, restarted after fork."},
+     "allocation (a rank waiting in MPI). `auto`: started the first time a place keeps more "
+     "than MPCALLOC_CACHE_MAX of free memory for reuse (a program that never does gets no "
+     "thread); 1: started at the first allocation; 0: never. Restarted after fork."},
     {"stats_signal", "MPCALLOC_STATS_SIGNAL", OptionType::kSignal, 0, nullptr, false,
      "Print the statistics (in MPCALLOC_STATS's format and place, stderr by default) when this "
      "signal arrives, e.g. `USR2` or `SIGUSR2`; 0 for none."},
@@ -113,6 +115,7 @@ const char* expected_form(const OptionDesc& d) {
     case OptionType::kOutput: return "expected 0, 1, text, json, text:PATH or json:PATH; default kept";
     case OptionType::kLimit: return "expected 0, auto, or a size such as 512M or 4G; default kept";
     case OptionType::kSignal: return "expected 0, a signal number or a name such as USR2; default kept";
+    case OptionType::kAuto: return "expected auto, 0/1, yes/no or true/false; default kept";
   }
   return "default kept";
 }
@@ -223,6 +226,13 @@ bool parse_option(const OptionDesc& d, const char* text, long long* out, char* p
     }
     return parse_option_value(text, OptionType::kSize, out);
   }
+  if (d.type == OptionType::kAuto) {
+    if (same_word(text, length(text), "auto")) {
+      *out = kAutoValue;
+      return true;
+    }
+    return parse_option_value(text, OptionType::kBool, out);
+  }
   if (d.type == OptionType::kSignal) {
     long long n;
     if (parse_option_value(text, OptionType::kMillis, &n)) {
@@ -332,6 +342,10 @@ void format_option(unsigned id, char* buf, size_t cap) {
     case OptionType::kOutput:
       m.text(v == kOutputJson ? "json" : v == kOutputText ? "text" : "0");
       if (v != kOutputOff && g_paths[id][0] != '\0') m.text(":").text(g_paths[id]);
+      break;
+    case OptionType::kAuto:
+      if (v == kAutoValue) m.text("auto");
+      else m.dec(static_cast<uint64_t>(v));
       break;
     case OptionType::kLimit:
       if (v == kLimitAuto) m.text("auto");

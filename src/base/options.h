@@ -16,6 +16,7 @@ enum class OptionType {
   kOutput,  // off | text | json, optionally ":PATH" (a file, %p = process id); 0 off, 1, 2
   kLimit,   // a size, 0 (none) or "auto" (-1: from the process's cgroup)
   kSignal,  // 0 (none), a signal number, or a name: USR1, SIGUSR2...
+  kAuto,    // a bool, or "auto" (kAutoValue)
 };
 
 enum OptionId : unsigned {
@@ -39,6 +40,7 @@ enum NumaMode : long long { kNumaAuto = 0, kNumaOff, kNumaStrict, kNumaInterleav
 enum PurgeMethod : long long { kPurgeDontneed = 0, kPurgeFree };
 enum ThpMode : long long { kThpDefault = 0, kThpNever, kThpMadvise, kThpAlways };
 inline constexpr long long kLimitAuto = -1;
+inline constexpr long long kAutoValue = 2;  // kAuto options: 0 off, 1 on, 2 auto
 // MPCALLOC_STATS formats.
 enum OutputFormat : long long { kOutputOff = 0, kOutputText, kOutputJson };
 

@@ -1,4 +1,4 @@
-// The background purger (MPCALLOC_BACKGROUND=1): a thread that runs the process-wide decay
+// The background purger (MPCALLOC_BACKGROUND): a thread that runs the process-wide decay
 // every half decay time, so memory goes back to the OS while the program makes no allocation
 // (a rank waiting in MPI). It touches only what is safe from another thread: the source's
 // caches and the pooled heaps (both under their locks), never a live thread's heap. Layer heap.
@@ -10,6 +10,7 @@
 #include "base/options.h"
 #include "heap/heap_internal.h"
 #include "os/os_env.h"
+#include "source/block_source.h"
 
 namespace mpcalloc::heap {
 namespace {
@@ -31,7 +32,9 @@ void* purger(void*) {
 }  // namespace
 
 void ensure_background() {
-  if (g_running.load(std::memory_order_relaxed) || base::option(base::kOptBackground) == 0) return;
+  if (g_running.load(std::memory_order_relaxed)) return;
+  long long mode = base::option(base::kOptBackground);
+  if (mode == 0 || (mode == base::kAutoValue && !source::cache_past_floor())) return;
   bool expected = false;
   if (!g_running.compare_exchange_strong(expected, true)) return;
   pthread_attr_t attr;

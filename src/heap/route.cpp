@@ -114,6 +114,7 @@ void free_raw(void* p) {
     case SegmentKind::kHuge:
       chunks::huge_free(seg);
       if (t_heap != &g_empty_heap) note_event(t_heap);
+      ensure_background();  // the cache may just have passed the floor (auto mode)
       return;
     case SegmentKind::kNone:
       return;

@@ -56,6 +56,10 @@ void unmap_overaligned(void* p, size_t map_size, int place);
 // Is `base` the base of a live segment or huge block of ours? Safe for any address.
 bool is_registered(uintptr_t base);
 
+// Whether some place keeps more free memory than the cache_max floor (the recent peak lets it):
+// memory a background purger would give back once it decays.
+bool cache_past_floor();
+
 // Returns every cached block to the OS. Returns the number of bytes released.
 size_t trim_cache();
 // Decay step: releases cached blocks older than the decay time. Cheap when nothing to do.

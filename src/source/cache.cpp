@@ -22,6 +22,7 @@ std::atomic<uint64_t> g_decay_ms{1000};
 std::atomic<size_t> g_total_mapped{0}, g_peak_mapped{0}, g_mem_limit{0};
 std::atomic<uint64_t> g_limit_hits{0};
 std::atomic<int> g_thp{0};
+std::atomic<bool> g_past_floor{false};  // set once: some place cached more than the floor
 std::atomic<uint64_t> g_last_decay_ms{0};
 constinit NumaConfig g_numa{false, false, 1};
 
@@ -322,6 +323,7 @@ void cache_put(SegmentHeader* seg, bool huge) {
     pl.cached_bytes += seg->map_size;
     // Oldest first: the block just freed goes last, when it alone passes the allowance.
     evicted = evict_locked(pl, allowance_locked(pl, now), decay_ms(), now);
+    if (pl.cached_bytes > cache_budget()) g_past_floor.store(true, std::memory_order_relaxed);
   }
   unmap_chain(evicted);
 }
@@ -362,6 +364,8 @@ void unmap_chain(SegmentHeader* chain) {
 }
 
 bool is_registered(uintptr_t base) { return registry_test(base); }
+
+bool cache_past_floor() { return g_past_floor.load(std::memory_order_relaxed); }
 
 size_t trim_cache() {
   size_t released = 0;

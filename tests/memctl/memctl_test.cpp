@@ -122,7 +122,8 @@ TEST(MemCtl, LoopOfLargeArraysIsNotFaultedInAgainEachRound) {
   EXPECT_LE(peak_rss - rss0, peak_live + peak_live / 8 + 16 * kMiB + 8 * kMiB);
 }
 
-// MPCALLOC_BACKGROUND=1 MPCALLOC_DECAY_MS=200
+// MPCALLOC_DECAY_MS=200, with MPCALLOC_BACKGROUND=1 and with its default (auto: the purger
+// starts when the cache passes MPCALLOC_CACHE_MAX, as it does here).
 TEST(MemCtl, IdleProcessGivesMemoryBackWithTheBackgroundPurger) {
   size_t rss0 = rss_bytes();
   Rng r{7};
