@@ -28,21 +28,6 @@ const char* const* environment() { return environ; }
 
 namespace {
 
-// Reads a small file into buf (NUL-terminated); the number of bytes, 0 if unreadable.
-size_t read_small(const char* path, char* buf, size_t cap) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  size_t n = 0;
-  while (n + 1 < cap) {
-    ssize_t r = read(fd, buf + n, cap - 1 - n);
-    if (r <= 0) break;
-    n += static_cast<size_t>(r);
-  }
-  close(fd);
-  buf[n] = '\0';
-  return n;
-}
-
 // "123\n" -> 123; 0 for "max" or anything else.
 uint64_t parse_limit(const char* s) {
   uint64_t v = 0;
@@ -61,9 +46,23 @@ bool append(char* path, size_t& len, size_t cap, const char* s, size_t n) {
 
 }  // namespace
 
+size_t read_small_file(const char* path, char* buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  size_t n = 0;
+  while (n + 1 < cap) {
+    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    if (r <= 0) break;
+    n += static_cast<size_t>(r);
+  }
+  close(fd);
+  buf[n] = '\0';
+  return n;
+}
+
 uint64_t cgroup_memory_limit() {
   char groups[4096];
-  if (read_small("/proc/self/cgroup", groups, sizeof(groups)) == 0) return 0;
+  if (read_small_file("/proc/self/cgroup", groups, sizeof(groups)) == 0) return 0;
   // Lines "ID:CONTROLLERS:PATH": v2 is "0::PATH"; v1 names "memory" among the controllers.
   for (char* line = groups; *line != '\0';) {
     char* end = line;
@@ -95,7 +94,7 @@ uint64_t cgroup_memory_limit() {
         while (file[flen] != '\0') ++flen;
         char value[64];
         if (append(path, len, sizeof(path), root, rlen) && append(path, len, sizeof(path), gpath, glen) &&
-            append(path, len, sizeof(path), file, flen) && read_small(path, value, sizeof(value)) > 0) {
+            append(path, len, sizeof(path), file, flen) && read_small_file(path, value, sizeof(value)) > 0) {
           uint64_t limit = parse_limit(value);
           // cgroup v1 writes a huge number (PAGE_COUNTER_MAX pages) for "no limit".
           if (limit != 0 && limit < (uint64_t{1} << 60)) return limit;

@@ -1,5 +1,6 @@
 // Environment, cgroup limit and clock access without malloc. Layer os.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace mpcalloc::os {
@@ -8,6 +9,9 @@ namespace mpcalloc::os {
 const char* env_get(const char* name);
 // The process environment ("NAME=value" strings, null-terminated), or nullptr.
 const char* const* environment();
+// Reads a small file (/proc, /sys) into buf, NUL-terminated, without malloc. Returns the number
+// of bytes read, 0 when it cannot be read.
+size_t read_small_file(const char* path, char* buf, size_t cap);
 // The memory limit of the process's cgroup: v2 memory.max, or v1 memory.limit_in_bytes, of the
 // group named in /proc/self/cgroup. 0 when there is none ("max", unreadable, no cgroup).
 uint64_t cgroup_memory_limit();

@@ -2,6 +2,8 @@
 // stack buffers, the CPU-to-node map is a static table.
 #include "os/os_numa.h"
 
+#include "os/os_env.h"
+
 #include <atomic>
 #include <cerrno>
 #include <fcntl.h>
@@ -24,20 +26,7 @@ constinit uint64_t g_online = 1;
 constinit uint64_t g_memory = 1;
 constinit int16_t g_cpu_node[kMaxCpus] = {};  // -1: unknown (filled at init)
 
-// Reads a small /sys file into buf (NUL-terminated); false if it cannot be read.
-bool read_file(const char* path, char* buf, size_t cap) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  size_t n = 0;
-  while (n + 1 < cap) {
-    ssize_t r = read(fd, buf + n, cap - 1 - n);
-    if (r <= 0) break;
-    n += static_cast<size_t>(r);
-  }
-  close(fd);
-  buf[n] = '\0';
-  return n > 0;
-}
+bool read_file(const char* path, char* buf, size_t cap) { return read_small_file(path, buf, cap) > 0; }
 
 void set_bit(uint64_t* bits, size_t i) { bits[i / 64] |= uint64_t{1} << (i % 64); }
 

@@ -165,9 +165,9 @@ void bind_fresh(void* addr, size_t size, int place) {
   if (g_numa.active && place != kPlaceAny) bind_to(addr, size, place, false);
 }
 
-SegmentHeader* map_block(size_t size, int place, bool segment) {
+void* map_fresh(size_t size, size_t align, int place, bool segment) {
   if (!charge(size)) return nullptr;
-  os::MapResult m = os::map_aligned(size, kSegmentSize);
+  os::MapResult m = os::map_aligned(size, align);
   if (m.addr == nullptr) {
     uncharge(size);
     return nullptr;
@@ -178,9 +178,15 @@ SegmentHeader* map_block(size_t size, int place, bool segment) {
   if (thp == base::kThpNever || thp == base::kThpAlways || (thp == base::kThpMadvise && !segment)) {
     os::advise_huge_pages(m.addr, size, thp != base::kThpNever);
   }
-  uintptr_t base = reinterpret_cast<uintptr_t>(m.addr);
+  return m.addr;
+}
+
+SegmentHeader* map_block(size_t size, int place, bool segment) {
+  void* addr = map_fresh(size, kSegmentSize, place, segment);
+  if (addr == nullptr) return nullptr;
+  uintptr_t base = reinterpret_cast<uintptr_t>(addr);
   if (!registry_set(base, true)) {
-    os::unmap(m.addr, size);
+    os::unmap(addr, size);
     uncharge(size);
     return nullptr;
   }

@@ -131,17 +131,12 @@ bool migrate_huge(SegmentHeader* seg, int node) {
 }
 
 void* map_overaligned(size_t map_size, size_t align, int place) {
-  if (!charge(map_size)) return nullptr;
-  os::MapResult m = os::map_aligned(map_size, align);
-  if (m.addr == nullptr) {
-    uncharge(map_size);
-    return nullptr;
-  }
-  bind_fresh(m.addr, map_size, place);
+  void* addr = map_fresh(map_size, align, place, false);
+  if (addr == nullptr) return nullptr;
   Place& pl = place_of(place);
   account_resize(pl, static_cast<long>(map_size), false);
   account_huge(pl, +1, map_size);
-  return m.addr;
+  return addr;
 }
 
 void unmap_overaligned(void* p, size_t map_size, int place) {

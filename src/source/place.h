@@ -59,6 +59,10 @@ uint64_t decay_ms();
 // Fills in a header; the block stays at its place.
 void init_header(SegmentHeader* seg, SegmentKind kind, void* owner, size_t map_size, bool zero);
 
+// A fresh mapping of `size` bytes aligned to `align` for `place`: charged against the memory
+// limit, bound to the place's node(s), with the huge-page advice of MPCALLOC_THP (`segment`:
+// for small/medium chunks). nullptr when out of memory or past the limit.
+void* map_fresh(size_t size, size_t align, int place, bool segment);
 // A fresh mapping of `size` bytes aligned to kSegmentSize for `place`: registered, counted,
 // header set up (kind kNone, is_zero). nullptr when out of memory or past the memory limit
 // (after the caches were emptied to make room).
