@@ -39,6 +39,7 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
   if (h == nullptr) {
     h = source::acquire_segment(source::SegmentKind::kSmall, s.owner, s.place);
     if (h == nullptr) return nullptr;
+    ++s.segment_count;
     reinterpret_cast<SmallSegment*>(h)->free_runs = kAllRunsFree;
     s.segments.push_front(h);
   }
@@ -70,6 +71,7 @@ void release_run(SmallState& s, RunMeta* r) {
   seg->free_runs |= uint64_t{1} << r->index;
   if (seg->free_runs == kAllRunsFree) {
     s.segments.remove(&seg->h);
+    --s.segment_count;
     source::release_segment(&seg->h);
   }
 }

@@ -106,6 +106,7 @@ struct SmallState {
   const void* slow_key; // owner_key for runs whose frees must take the slow path
   void* owner;          // the heap, recorded in segment headers
   int place;            // where its segments come from (source::kPlace*, or a NUMA node)
+  size_t segment_count; // small segments held
   bool check_bitmaps;   // checked mode: a new run starts with a clear occupancy bitmap
 };
 

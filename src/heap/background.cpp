@@ -31,10 +31,8 @@ void* purger(void*) {
 
 }  // namespace
 
-void ensure_background() {
-  if (g_running.load(std::memory_order_relaxed)) return;
-  long long mode = base::option(base::kOptBackground);
-  if (mode == 0 || (mode == base::kAutoValue && !source::cache_past_floor())) return;
+namespace {
+void start_purger() {
   bool expected = false;
   if (!g_running.compare_exchange_strong(expected, true)) return;
   pthread_attr_t attr;
@@ -49,6 +47,19 @@ void ensure_background() {
   if (pthread_create(&t, &attr, purger, nullptr) != 0) g_running.store(false);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_attr_destroy(&attr);
+}
+}  // namespace
+
+void ensure_background() {
+  if (g_running.load(std::memory_order_relaxed)) return;
+  long long mode = base::option(base::kOptBackground);
+  if (mode == 0 || (mode == base::kAutoValue && !source::cache_past_floor())) return;
+  start_purger();
+}
+
+void ensure_background_for_pool() {
+  if (g_running.load(std::memory_order_relaxed) || base::option(base::kOptBackground) == 0) return;
+  start_purger();
 }
 
 // The child of fork has no purger: the next maintenance step starts one.

@@ -88,6 +88,8 @@ void decay_process(uint64_t now);
 // Starts the background thread if MPCALLOC_BACKGROUND=1 and it is not running (lazily: at the
 // first heap, and after fork in the child). Call where a nested malloc is harmless.
 void ensure_background();
+// The same in auto mode when ended threads' heaps hold more than the cache budget.
+void ensure_background_for_pool();
 void background_fork_child();
 
 // ---- routing without checks (route.cpp) ----

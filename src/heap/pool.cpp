@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "base/bits.h"
+#include "base/options.h"
 #include "base/size_classes.h"
 #include "heap/heap_internal.h"
 #include "os/os_env.h"
@@ -30,6 +31,9 @@ constinit size_t g_pool_size[source::kPlaces] = {};
 constinit char* g_meta_cur = nullptr;
 constinit char* g_meta_end = nullptr;
 std::atomic<Heap*> g_all_heaps{nullptr};
+// Segments held by pooled heaps that still wait for their decay (approximate: counted when a
+// heap enters the pool, uncounted when it leaves it or is collected).
+std::atomic<size_t> g_pooled_bytes{0};
 pthread_key_t g_key;
 std::atomic<bool> g_key_ok{false};
 
@@ -96,11 +100,20 @@ void thread_exit(void* arg) {
   chunks::small_set_key(h->small, h->small.slow_key);
   if (t_heap == h) t_heap = &g_empty_heap;
   uint64_t now = os::now_ms();
-  base::LockGuard guard(g_pool_lock);
-  h->pooled_ms = now != 0 ? now : 1;
-  h->pool_next = g_pool[h->place];
-  g_pool[h->place] = h;
-  ++g_pool_size[h->place];
+  {
+    base::LockGuard guard(g_pool_lock);
+    h->pooled_ms = now != 0 ? now : 1;
+    h->pool_next = g_pool[h->place];
+    g_pool[h->place] = h;
+    ++g_pool_size[h->place];
+  }
+  // Memory of ended threads waits in the pool: if it is more than the cache budget, the
+  // background purger (auto mode) must be there to give it back should nobody adopt it.
+  size_t held = (h->small.segment_count + h->medium.segment_count) * source::kSegmentSize;
+  if (g_pooled_bytes.fetch_add(held, std::memory_order_relaxed) + held >
+      static_cast<size_t>(base::option(base::kOptCacheMax))) {
+    ensure_background_for_pool();
+  }
 }
 
 Heap* acquire_heap() {
@@ -118,6 +131,10 @@ Heap* acquire_heap() {
   if (h == nullptr) h = new_heap(place);
   if (h == nullptr) return nullptr;
   h->pool_next = nullptr;
+  if (h->pooled_ms != 0) {
+    size_t held = (h->small.segment_count + h->medium.segment_count) * source::kSegmentSize;
+    g_pooled_bytes.fetch_sub(held, std::memory_order_relaxed);
+  }
   h->pooled_ms = 0;
   h->maintained_ms = h->medium.clock_ms = os::now_ms();
   if (!checking()) chunks::small_set_key(h->small, thread_key());
@@ -131,6 +148,8 @@ void decay_pooled_heaps(uint64_t now, uint64_t decay_ms) {
   for (Heap* pool : g_pool) {
     for (Heap* p = pool; p != nullptr; p = p->pool_next) {
       if (p->pooled_ms != 0 && now >= p->pooled_ms && now - p->pooled_ms >= decay_ms) {
+        size_t held = (p->small.segment_count + p->medium.segment_count) * source::kSegmentSize;
+        g_pooled_bytes.fetch_sub(held, std::memory_order_relaxed);
         collect(p, true);
         p->pooled_ms = 0;  // nothing left to give back until a thread uses it again
       }

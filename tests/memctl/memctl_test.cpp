@@ -152,6 +152,36 @@ TEST(MemCtl, IdleProcessGivesMemoryBackWithTheBackgroundPurger) {
                                      << " MiB, peak " << (peak >> 20) << " MiB";
 }
 
+// MPCALLOC_DECAY_MS=200 (background auto). Threads that allocate and free 24 MiB of small
+// blocks each, then end: their heaps wait warm in the pool (their runs still hold the pages)
+// for the next threads; when none come, the memory goes back within a few decay times though
+// the process makes no allocator call.
+TEST(MemCtl, EndedThreadsMemoryGoesBackWhileTheProcessIdles) {
+  size_t rss0 = rss_bytes();
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 8; ++t) {
+    ts.emplace_back([t] {
+      Rng r{static_cast<uint64_t>(t) + 100};
+      std::vector<void*> mine;
+      for (size_t sum = 0; sum < 24 * kMiB;) {
+        size_t n = 16 + r.below(2000);
+        void* p = g_malloc(n);
+        memset(p, 3, n);
+        mine.push_back(p);
+        sum += n;
+      }
+      for (void* p : mine) g_free(p);
+    });
+  }
+  for (auto& t : ts) t.join();
+  size_t peak = rss_bytes();
+  sleep_ms(4 * 200);
+  size_t after = rss_bytes();
+  EXPECT_GT(peak, rss0 + 100 * kMiB);
+  EXPECT_LE(after, rss0 + 24 * kMiB) << "RSS " << (after >> 20) << " MiB, start " << (rss0 >> 20)
+                                     << " MiB, after the threads " << (peak >> 20) << " MiB";
+}
+
 // MPCALLOC_MEM_LIMIT=256M
 TEST(MemCtl, LimitFailsCleanlyAndFreeingMakesRoom) {
   ASSERT_EQ(mpcalloc_option_get("mem_limit"), 256ll << 20);
