@@ -8,6 +8,7 @@
 // calls our throwing new inside its try/catch.
 #include <dlfcn.h>
 #include <new>
+#include <type_traits>
 
 #include "os/os_message.h"
 
@@ -50,6 +51,10 @@ inline void* try_alloc(size_t size, size_t align) {
   }
 }
 
+// The dlsym names below are mangled for size_t == unsigned long ("m"), as on x86-64 and
+// aarch64 Linux (LP64); a target where size_t is unsigned int or long long needs "j" or "y".
+static_assert(sizeof(size_t) == sizeof(unsigned long) && std::is_same_v<size_t, unsigned long>,
+              "the mangled operator new names assume size_t is unsigned long");
 using NothrowNew = void* (*)(size_t, const std::nothrow_t&) noexcept;
 using NothrowAlignedNew = void* (*)(size_t, std::align_val_t, const std::nothrow_t&) noexcept;
 

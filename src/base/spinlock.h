@@ -4,6 +4,8 @@
 #include <atomic>
 #include <sched.h>
 
+#include "arch/arch.h"
+
 namespace mpcalloc::base {
 
 class SpinLock {
@@ -14,7 +16,7 @@ class SpinLock {
       if (!flag_.exchange(true, std::memory_order_acquire)) return;
       while (flag_.load(std::memory_order_relaxed)) {
         if (spins++ > 64) sched_yield();
-        else __builtin_ia32_pause();
+        else arch::spin_pause();
       }
     }
   }

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "arch/arch.h"
 #include "faces.h"
 
 template <typename F>
@@ -681,15 +682,7 @@ TYPED_TEST(Api, UsableSizeOfNullAndTrim) {
 
 namespace {
 // The value the free fast path compares a run's owner key with.
-uintptr_t thread_pointer() {
-#if defined(__x86_64__)
-  uintptr_t tp;
-  __asm__("mov %%fs:0, %0" : "=r"(tp));
-  return tp;
-#else
-  return reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
-#endif
-}
+uintptr_t thread_pointer() { return reinterpret_cast<uintptr_t>(mpcalloc::arch::thread_key()); }
 }  // namespace
 
 TYPED_TEST(Api, SplitHugeBlocksIgnoreOldDataWhereTheRunTableWas) {

@@ -1,12 +1,12 @@
 """Checks the include graph of src/: a file in layer L may include only headers of L or of
-layers below it (os < base < source < chunks < heap < api). Prints each offending line and
-exits 1 on any violation. `--self-test` checks the checker on a scratch tree."""
+layers below it (arch < os < base < source < chunks < heap < api). Prints each offending line
+and exits 1 on any violation. `--self-test` checks the checker on a scratch tree."""
 import os
 import re
 import sys
 import tempfile
 
-LAYERS = ["os", "base", "source", "chunks", "heap", "api"]
+LAYERS = ["arch", "os", "base", "source", "chunks", "heap", "api"]
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([A-Za-z0-9_]+)/[^"]+"')
 
 
@@ -33,11 +33,15 @@ def violations(src):
 
 def self_test():
     with tempfile.TemporaryDirectory() as d:
-        for layer in ("os", "chunks", "heap"):
+        for layer in ("arch", "os", "chunks", "heap"):
             os.makedirs(os.path.join(d, layer))
         with open(os.path.join(d, "heap", "ok.h"), "w") as f:
             f.write('#include "os/x.h"\n#include "heap/y.h"\n#include <atomic>\n'
-                    '#include "mpcalloc/mpcalloc.h"\n')
+                    '#include "mpcalloc/mpcalloc.h"\n#include "arch/arch.h"\n')
+        with open(os.path.join(d, "os", "ok.h"), "w") as f:
+            f.write('#include "arch/arch.h"\n')
+        with open(os.path.join(d, "arch", "ok.h"), "w") as f:
+            f.write('#include "arch/generic.h"\n#include <cstdint>\n')
         if violations(d):
             print("self-test: a legal include was reported")
             return 1
@@ -46,9 +50,12 @@ def self_test():
         os.makedirs(os.path.join(d, "chunks", "sub"))
         with open(os.path.join(d, "chunks", "sub", "bad.cpp"), "w") as f:
             f.write('  #  include "api/api_common.h"\n')
+        with open(os.path.join(d, "arch", "bad.h"), "w") as f:
+            f.write('#include "arch/generic.h"\n#include "os/os_memory.h"\n')
         found = violations(d)
-        want = ['os/bad.h:2: #include "heap/heap.h"', 'chunks/sub/bad.cpp:1: #  include "api/']
-        if len(found) != 2 or not all(any(v.startswith(w) for v in found) for w in want):
+        want = ['os/bad.h:2: #include "heap/heap.h"', 'chunks/sub/bad.cpp:1: #  include "api/',
+                'arch/bad.h:2: #include "os/os_memory.h"']
+        if len(found) != 3 or not all(any(v.startswith(w) for v in found) for w in want):
             print("self-test: upward includes not reported as expected:", found)
             return 1
     print("self-test: ok")
