@@ -28,6 +28,15 @@ struct Aarch64 {
   // add. Here the owner key's address is one `add` with a shifted operand (the run bits
   // shifted down to a word index) and both arrays are reached from it with an immediate
   // offset; the mask doubles as the null test. x9-x11 are caller-saved scratch registers.
+  // g++ 12 loads the target of an indirect tail call into another register and then copies it
+  // into x16, where it keeps such targets (for BTI); loading it into x16 directly saves the
+  // copy on every free (3 instructions from `free` to the target instead of 4).
+  [[gnu::always_inline]] static void call_indirect(void (*fn)(void*), void* arg) noexcept {
+    register void (*target)(void*) __asm__("x16") = fn;
+    __asm__("" : "+r"(target));
+    target(arg);
+  }
+
   template <RunTableLayout L>
   [[gnu::always_inline]] static bool free_to_own_run(void* p) noexcept {
     static_assert(L.valid() && sizeof(void*) == 8);  // the shift by run_shift - 3 scales by 8

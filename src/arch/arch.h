@@ -1,5 +1,6 @@
 // What differs per CPU, behind one interface: the thread key, the free fast path's hit, the
-// spin pause. Layer arch, the lowest: every layer may include it; it includes no other layer.
+// indirect call to the chosen free, the spin pause.
+// Layer arch, the lowest: every layer may include it; it includes no other layer.
 #pragma once
 #include <concepts>
 #include <cstddef>
@@ -25,6 +26,7 @@ template <class A>
 concept Architecture = requires(void* p) {
   { A::thread_key() } noexcept -> std::same_as<const void*>;
   { A::spin_pause() } noexcept -> std::same_as<void>;
+  { A::call_indirect(static_cast<void (*)(void*)>(nullptr), p) } noexcept -> std::same_as<void>;
   { A::template free_to_own_run<kProbeLayout>(p) } noexcept -> std::same_as<bool>;
 };
 
@@ -42,6 +44,11 @@ static_assert(Architecture<Native> && Architecture<Generic>);
 
 // Inside a spin-wait loop: lets the core (and its SMT sibling) breathe.
 [[gnu::always_inline]] inline void spin_pause() noexcept { Native::spin_pause(); }
+
+// fn(arg) through a function pointer, usually as a tail call (the exported free's jump).
+[[gnu::always_inline]] inline void call_indirect(void (*fn)(void*), void* arg) noexcept {
+  Native::call_indirect(fn, arg);
+}
 
 // The free fast path's hit (see Generic::free_to_own_run): true when p went on its run's
 // local free list because the calling thread owns the run.

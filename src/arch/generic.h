@@ -19,6 +19,10 @@ struct Generic {
   // No portable pause instruction; spinners fall back to sched_yield soon enough.
   [[gnu::always_inline]] static void spin_pause() noexcept {}
 
+  [[gnu::always_inline]] static void call_indirect(void (*fn)(void*), void* arg) noexcept {
+    fn(arg);
+  }
+
   // The free fast path's hit: if p's run belongs to the calling thread, push p on the run's
   // local free list and return true. False, with nothing read, for null and segment-aligned
   // pointers (over-aligned huge blocks), and false when another key owns the run.

@@ -25,6 +25,10 @@ struct X86_64 {
   // Generic::free_to_own_run in 12 instructions (+ ret). In assembly because g++ and clang
   // fold the two table accesses into one pointer plus an `add` (one instruction more); the
   // mask doubles as the null test, and both arrays are one scaled-index access from the base.
+  [[gnu::always_inline]] static void call_indirect(void (*fn)(void*), void* arg) noexcept {
+    fn(arg);
+  }
+
   template <RunTableLayout L>
   [[gnu::always_inline]] static bool free_to_own_run(void* p) noexcept {
     static_assert(L.valid() && sizeof(void*) == 8);  // the (,%rdx,8) scale is the word size

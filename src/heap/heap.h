@@ -96,7 +96,7 @@ static_assert(offsetof(chunks::RunTable, owner_key) == 0 &&
 // not have). Set once by global_init, before any block exists; one indirect jump.
 using FreeFn = void (*)(void*);
 extern FreeFn g_free __attribute__((visibility("hidden")));
-[[gnu::always_inline]] inline void free_entry(void* p) { g_free(p); }
+[[gnu::always_inline]] inline void free_entry(void* p) { arch::call_indirect(g_free, p); }
 void free_unchecked(void* p);
 
 // ---- slow-path entry points used by the api layer ----

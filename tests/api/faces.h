@@ -69,7 +69,11 @@ struct OverrideFace {
 #ifndef MPCALLOC_TEST_SANITIZED
 #define MPCALLOC_TEST_SANITIZED 0
 #endif
-constexpr int kWorkDivisor = MPCALLOC_TEST_SANITIZED ? 4 : 1;
+// Cross builds run under user-mode emulation (qemu), which is about as slow.
+#ifndef MPCALLOC_TEST_EMULATED
+#define MPCALLOC_TEST_EMULATED 0
+#endif
+constexpr int kWorkDivisor = MPCALLOC_TEST_SANITIZED || MPCALLOC_TEST_EMULATED ? 4 : 1;
 
 constexpr size_t kKiB = size_t{1} << 10;
 constexpr size_t kMiB = size_t{1} << 20;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# run_preload.sh CASE LIBRARY SOURCE_DIR: runs a real program with and without
+# run_preload.sh CASE LIBRARY SOURCE_DIR [PROGRAM]: runs a real program with and without
 # LD_PRELOAD=LIBRARY and fails if the outputs differ or the preloaded run fails.
-# Exit 77 = skipped (a tool is missing).
+# Exit 77 = skipped (a tool is missing). MPCALLOC_TEST_EMULATOR (cross builds): the command
+# that runs target programs (thread_churn case only).
 set -uo pipefail
 case_name=$1
 lib=$(realpath "$2")
@@ -192,6 +193,32 @@ JOB
     # Real programs run clean with every free checked.
     compare python-checked env MPCALLOC_CHECK=1 PYTHONMALLOC=malloc /usr/bin/python3 "$src/churn.py"
     compare perl-checked env MPCALLOC_CHECK=1 perl "$src/churn.pl"
+    ;;
+  thread_churn)
+    prog=$(realpath "$4")
+    emu=()
+    preload=(env LD_PRELOAD="$lib" MPCALLOC_STATS=1)
+    if [[ -n ${MPCALLOC_TEST_EMULATOR:-} ]]; then
+      # LD_PRELOAD goes into the emulated program's environment only (-E): in qemu's own, the
+      # host's loader would try to preload the target's library into qemu.
+      read -ra emu <<<"$MPCALLOC_TEST_EMULATOR"
+      preload=(-E LD_PRELOAD="$lib" -E MPCALLOC_STATS=1)
+      [[ -x ${emu[0]} ]] || command -v "${emu[0]}" >/dev/null || { echo "SKIP: no ${emu[0]}"; exit 77; }
+    fi
+    "${emu[@]}" "$prog" >churn.glibc 2>churn.glibc.err || fail "thread_churn failed without preload: $(tail -5 churn.glibc.err)"
+    if ((${#emu[@]})); then
+      "${emu[@]}" "${preload[@]}" "$prog" >churn.mpc 2>churn.mpc.err
+    else
+      "${preload[@]}" "$prog" >churn.mpc 2>churn.mpc.err
+    fi || fail "thread_churn failed under mpcalloc: $(tail -5 churn.mpc.err)"
+    grep -q 'cannot be preloaded' churn.mpc.err && fail "not preloaded: $(grep -m1 'cannot be preloaded' churn.mpc.err)"
+    cmp -s churn.glibc churn.mpc || { diff churn.glibc churn.mpc | head -20; fail "thread_churn: output differs under mpcalloc"; }
+    grep -q '^total [0-9]' churn.mpc || fail "thread_churn printed no total: $(tail -3 churn.mpc)"
+    # It ran under mpcalloc (the statistics at exit), and blocks went back to other threads' heaps.
+    grep -q '^mpcalloc: stats' churn.mpc.err || fail "no mpcalloc statistics: $(tail -5 churn.mpc.err)"
+    remote=$(sed -n 's/^mpcalloc:   remote_frees = \([0-9]*\).*/\1/p' churn.mpc.err)
+    [[ ${remote:-0} -gt 0 ]] || fail "no remote frees recorded: $(cat churn.mpc.err)"
+    echo "ok: thread_churn ($(wc -l <churn.mpc) lines identical, $remote remote frees)${emu:+ under ${emu[0]}}"
     ;;
   *)
     fail "unknown case $case_name"

@@ -29,9 +29,34 @@ std::string read_all(int fd) {
   return s;
 }
 
+// Cross builds run the tests under user-mode emulation, where a target program cannot exec
+// another one by itself (the host kernel has no binfmt_misc entry for it): the victim then
+// runs through the emulator command, e.g. "/usr/bin/qemu-aarch64 -L /usr/aarch64-linux-gnu".
+#ifndef CHECK_VICTIM_EMULATOR
+#define CHECK_VICTIM_EMULATOR ""
+#endif
+
+std::vector<std::string> victim_command(const char* mode) {
+  std::vector<std::string> argv;
+  std::string emulator = CHECK_VICTIM_EMULATOR;
+  for (size_t at = 0; at < emulator.size();) {
+    size_t end = emulator.find(' ', at);
+    if (end == std::string::npos) end = emulator.size();
+    if (end > at) argv.push_back(emulator.substr(at, end - at));
+    at = end + 1;
+  }
+  argv.push_back(CHECK_VICTIM);
+  argv.push_back(mode);
+  return argv;
+}
+
 // check: "1" (checked mode), "0" (explicitly off) or nullptr (variable unset).
 Outcome run_victim(const char* mode, const char* check) {
   Outcome o;
+  std::vector<std::string> command = victim_command(mode);
+  std::vector<char*> argv;
+  for (std::string& a : command) argv.push_back(a.data());
+  argv.push_back(nullptr);
   int out[2], err[2];
   if (pipe(out) != 0 || pipe(err) != 0) {
     ADD_FAILURE() << "pipe";
@@ -50,7 +75,7 @@ Outcome run_victim(const char* mode, const char* check) {
       unsetenv("MPCALLOC_CHECK");
     }
     alarm(60);  // a hang in the victim ends it instead of the test
-    execl(CHECK_VICTIM, CHECK_VICTIM, mode, static_cast<char*>(nullptr));
+    execv(argv[0], argv.data());
     _exit(127);
   }
   close(out[1]);

@@ -28,6 +28,8 @@ namespace {
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr long kDefaultIters = 25000;
+#elif MPCALLOC_TEST_EMULATED  // under qemu-user: each iteration costs ~20 times as much
+constexpr long kDefaultIters = 10000;
 #else
 constexpr long kDefaultIters = 100000;
 #endif
