@@ -8,7 +8,9 @@
 #include "arch/generic.h"
 #include "arch/run_table_layout.h"
 
-#if defined(__x86_64__)
+// MPCALLOC_ARCH_GENERIC=1 builds the portable versions on any CPU (to test them).
+#if defined(MPCALLOC_ARCH_GENERIC) && MPCALLOC_ARCH_GENERIC
+#elif defined(__x86_64__)
 #include "arch/x86_64.h"
 #elif defined(__aarch64__)
 #include "arch/aarch64.h"
@@ -30,7 +32,9 @@ concept Architecture = requires(void* p) {
   { A::template free_to_own_run<kProbeLayout>(p) } noexcept -> std::same_as<bool>;
 };
 
-#if defined(__x86_64__)
+#if defined(MPCALLOC_ARCH_GENERIC) && MPCALLOC_ARCH_GENERIC
+using Native = Generic;
+#elif defined(__x86_64__)
 using Native = X86_64;
 #elif defined(__aarch64__)
 using Native = Aarch64;
