@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run_preload.sh CASE LIBRARY SOURCE_DIR [PROGRAM]: runs a real program with and without
 # LD_PRELOAD=LIBRARY and fails if the outputs differ or the preloaded run fails.
-# Exit 77 = skipped (a tool is missing). MPCALLOC_TEST_EMULATOR (cross builds): the command
-# that runs target programs (thread_churn case only).
+# Exit 77 = skipped (a tool is missing). TEST_EMULATOR (cross builds): the command that runs
+# target programs (cxx case only).
 set -uo pipefail
 case_name=$1
 lib=$(realpath "$2")
@@ -194,31 +194,40 @@ JOB
     compare python-checked env MPCALLOC_CHECK=1 PYTHONMALLOC=malloc /usr/bin/python3 "$src/churn.py"
     compare perl-checked env MPCALLOC_CHECK=1 perl "$src/churn.pl"
     ;;
-  thread_churn)
+  cxx)
+    # Our own C++ program (threads, containers, frees by other threads). In cross builds it
+    # runs under the emulator (TEST_EMULATOR, e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu"),
+    # and the variables go into the emulated program's environment only (-E): in qemu's own,
+    # the host's loader would try to preload the target's library into qemu itself.
     prog=$(realpath "$4")
-    emu=()
-    preload=(env LD_PRELOAD="$lib" MPCALLOC_STATS=1)
-    if [[ -n ${MPCALLOC_TEST_EMULATOR:-} ]]; then
-      # LD_PRELOAD goes into the emulated program's environment only (-E): in qemu's own, the
-      # host's loader would try to preload the target's library into qemu.
-      read -ra emu <<<"$MPCALLOC_TEST_EMULATOR"
-      preload=(-E LD_PRELOAD="$lib" -E MPCALLOC_STATS=1)
-      [[ -x ${emu[0]} ]] || command -v "${emu[0]}" >/dev/null || { echo "SKIP: no ${emu[0]}"; exit 77; }
-    fi
-    "${emu[@]}" "$prog" >churn.glibc 2>churn.glibc.err || fail "thread_churn failed without preload: $(tail -5 churn.glibc.err)"
-    if ((${#emu[@]})); then
-      "${emu[@]}" "${preload[@]}" "$prog" >churn.mpc 2>churn.mpc.err
+    mkdir -p churn.stats
+    vars=(LD_PRELOAD="$lib" MPCALLOC_STATS="json:$work/churn.stats/%p.json")
+    if [[ -n ${TEST_EMULATOR:-} ]]; then
+      read -ra emu <<<"$TEST_EMULATOR"
+      command -v "${emu[0]}" >/dev/null || { echo "SKIP: no ${emu[0]}"; exit 77; }
+      plain=("${emu[@]}" "$prog")
+      preloaded=("${emu[@]}")
+      for v in "${vars[@]}"; do preloaded+=(-E "$v"); done
+      preloaded+=("$prog")
     else
-      "${preload[@]}" "$prog" >churn.mpc 2>churn.mpc.err
-    fi || fail "thread_churn failed under mpcalloc: $(tail -5 churn.mpc.err)"
-    grep -q 'cannot be preloaded' churn.mpc.err && fail "not preloaded: $(grep -m1 'cannot be preloaded' churn.mpc.err)"
-    cmp -s churn.glibc churn.mpc || { diff churn.glibc churn.mpc | head -20; fail "thread_churn: output differs under mpcalloc"; }
-    grep -q '^total [0-9]' churn.mpc || fail "thread_churn printed no total: $(tail -3 churn.mpc)"
-    # It ran under mpcalloc (the statistics at exit), and blocks went back to other threads' heaps.
-    grep -q '^mpcalloc: stats' churn.mpc.err || fail "no mpcalloc statistics: $(tail -5 churn.mpc.err)"
-    remote=$(sed -n 's/^mpcalloc:   remote_frees = \([0-9]*\).*/\1/p' churn.mpc.err)
-    [[ ${remote:-0} -gt 0 ]] || fail "no remote frees recorded: $(cat churn.mpc.err)"
-    echo "ok: thread_churn ($(wc -l <churn.mpc) lines identical, $remote remote frees)${emu:+ under ${emu[0]}}"
+      plain=("$prog")
+      preloaded=(env "${vars[@]}" "$prog")
+    fi
+    "${plain[@]}" >churn.glibc 2>churn.glibc.err || fail "churn_cxx failed without preload: $(tail -5 churn.glibc.err)"
+    "${preloaded[@]}" >churn.mpc 2>churn.mpc.err || fail "churn_cxx failed under mpcalloc: $(tail -5 churn.mpc.err)"
+    if grep -q 'cannot be preloaded' churn.mpc.err; then
+      fail "churn_cxx: not preloaded: $(grep -m1 'cannot be preloaded' churn.mpc.err)"
+    fi
+    if ! cmp -s churn.glibc churn.mpc; then
+      diff churn.glibc churn.mpc | head -20
+      fail "churn_cxx: output differs under mpcalloc"
+    fi
+    grep -q '^total [0-9]' churn.mpc || fail "churn_cxx printed no total: $(tail -3 churn.mpc)"
+    proven churn_cxx churn.stats
+    # Blocks went back to other threads' heaps through the remote-free lists.
+    python3 -c 'import json, glob, sys; sys.exit(0 if any(json.load(open(f))["mpcalloc"]["remote_frees"] > 0 for f in glob.glob("churn.stats/*.json")) else 1)' ||
+      fail "churn_cxx: no remote frees in the statistics"
+    echo "ok: churn_cxx ($(wc -l <churn.mpc) lines identical)${TEST_EMULATOR:+ under $TEST_EMULATOR}"
     ;;
   *)
     fail "unknown case $case_name"

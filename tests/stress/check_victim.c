@@ -95,7 +95,11 @@ static int valid(int threads) {
  * lock held in the child (the child's first medium call would spin forever). */
 #define VF_SLOTS 512
 #define VF_FREERS 2
+#if MPCALLOC_TEST_EMULATED /* under qemu-user (cross builds) a fork costs milliseconds */
+#define VF_FORKS 60
+#else
 #define VF_FORKS 300
+#endif
 static void* vf_slot[VF_SLOTS];
 static int vf_stop;
 
