@@ -3,12 +3,15 @@
 mpcalloc's statistics of the same moment; options != 0 and a NULL stream give -1 / EINVAL."""
 import errno
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
 probe = sys.argv[1]
-run = subprocess.run([probe], capture_output=True, text=True, timeout=60)
+# Cross builds: the probe runs under the emulator (e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu").
+run = subprocess.run(os.environ.get("TEST_EMULATOR", "").split() + [probe], capture_output=True,
+                     text=True, timeout=60)
 out = run.stdout
 failures = []
 

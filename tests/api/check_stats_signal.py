@@ -10,6 +10,8 @@ import sys
 import tempfile
 
 probe, case = sys.argv[1], sys.argv[2]
+# Cross builds: the probe runs under the emulator (e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu").
+probe_cmd = os.environ.get("TEST_EMULATOR", "").split() + [probe]
 SIGNALS = 9
 
 
@@ -18,7 +20,7 @@ def fail(msg):
 
 
 def run(args, env, **kw):
-    r = subprocess.run([probe] + args, env={**os.environ, **env}, capture_output=True, text=True,
+    r = subprocess.run(probe_cmd + args, env={**os.environ, **env}, capture_output=True, text=True,
                        timeout=120, **kw)
     if r.returncode != 0:
         fail(f"probe exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
@@ -56,7 +58,7 @@ with tempfile.TemporaryDirectory() as tmp:
     elif case == "text":
         err = os.path.join(tmp, "stderr")
         with open(err, "w") as f:
-            r = subprocess.run([probe, "run", err, "mpcalloc: stats on signal"],
+            r = subprocess.run(probe_cmd + ["run", err, "mpcalloc: stats on signal"],
                                env={**os.environ, "MPCALLOC_STATS_SIGNAL": "SIGUSR2"},
                                stdout=subprocess.PIPE, stderr=f, text=True, timeout=120)
         text = open(err).read()
