@@ -1,6 +1,7 @@
 // The places' caches of free blocks: budget, decay, huge-block best fit with split and merge,
 // accounting and statistics. Layer source.
 #include <atomic>
+#include <cstring>
 
 #include "base/bits.h"
 #include "base/options.h"
@@ -138,6 +139,17 @@ bool charge(size_t bytes) {
 }
 
 void uncharge(size_t bytes) { g_total_mapped.fetch_sub(bytes, std::memory_order_relaxed); }
+
+bool zero_past_header(SegmentHeader* seg) {
+  uintptr_t base = segment_base(seg);
+  size_t header_end = kRunTableBytes + sizeof(SegmentHeader);
+  size_t keep = base::align_up(header_end, os::page_size());
+  if (seg->map_size > keep && !os::discard(reinterpret_cast<void*>(base + keep), seg->map_size - keep)) {
+    return false;
+  }
+  std::memset(reinterpret_cast<void*>(base + header_end), 0, keep - header_end);
+  return true;
+}
 
 void init_header(SegmentHeader* seg, SegmentKind kind, void* owner, size_t map_size, bool zero) {
   seg->magic = kSegmentMagic;

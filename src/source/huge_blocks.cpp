@@ -17,16 +17,7 @@ namespace {
 bool prepare_reused(SegmentHeader* seg, bool want_zero) {
   uintptr_t base = segment_base(seg);
   bool zero = seg->is_zero;
-  if (want_zero && !zero) {
-    size_t header_end = kRunTableBytes + sizeof(SegmentHeader);
-    size_t keep = base::align_up(header_end, os::page_size());
-    if (seg->map_size > keep &&
-        os::discard(reinterpret_cast<void*>(base + keep), seg->map_size - keep)) {
-      // The page holding the header stays; clear the rest of it (user data may start there).
-      std::memset(reinterpret_cast<void*>(base + header_end), 0, keep - header_end);
-      zero = true;
-    }
-  }
+  if (want_zero && !zero) zero = zero_past_header(seg);
   if (!seg->is_zero) std::memset(reinterpret_cast<void*>(base), 0, kRunTableBytes);
   return zero;
 }

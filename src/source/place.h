@@ -52,6 +52,11 @@ void bind_fresh(void* addr, size_t size, int place);
 // pages move there too. false when the kernel refused.
 bool bind_to(void* addr, size_t size, int place, bool move);
 
+// Makes every byte of a free block past its headers read zero: the pages after the one holding
+// the header are dropped (MADV_DONTNEED), the rest of that page is cleared (with 64 KiB pages
+// it is most of the page). false (nothing changed) when the kernel refused.
+bool zero_past_header(SegmentHeader* seg);
+
 // The budget and decay of every place (options; changeable at run time).
 size_t cache_budget();
 uint64_t decay_ms();

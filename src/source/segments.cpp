@@ -35,11 +35,7 @@ constexpr size_t kDirtySegmentsKept = 2;
 void release_segment(SegmentHeader* seg) {
   account_segment_use(place_of(seg), seg->kind, -1);
   seg->is_zero = false;
-  if (cache_dirty_segments(place_of(seg)) >= kDirtySegmentsKept) {
-    uintptr_t base = segment_base(seg);
-    size_t keep = base::align_up(kRunTableBytes + sizeof(SegmentHeader), os::page_size());
-    if (os::discard(reinterpret_cast<void*>(base + keep), kSegmentSize - keep)) seg->is_zero = true;
-  }
+  if (cache_dirty_segments(place_of(seg)) >= kDirtySegmentsKept) seg->is_zero = zero_past_header(seg);
   cache_put(seg, false);
 }
 

@@ -666,13 +666,13 @@ TEST(Huge, SeveralOveralignedBlocksLiveTogether) {
     void* p = huge_alloc_overaligned(align / 2 + 1, align, 0);
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u);
-    EXPECT_EQ(huge_usable_overaligned(p), mpcalloc::base::align_up(align / 2 + 1, 4096));
+    EXPECT_EQ(huge_usable_overaligned(p), mpcalloc::base::align_up(align / 2 + 1, mpcalloc::os::page_size()));
     std::memset(p, static_cast<int>(live.size() + 1), align / 2 + 1);
     live.push_back({p, align / 2 + 1});
   }
   void* zero = huge_alloc_overaligned(0, size_t{4} << 20, 0);
   ASSERT_NE(zero, nullptr);
-  EXPECT_EQ(huge_usable_overaligned(zero), 4096u);
+  EXPECT_EQ(huge_usable_overaligned(zero), mpcalloc::os::page_size());
   EXPECT_TRUE(huge_free_overaligned(zero));
   EXPECT_TRUE(huge_free_overaligned(live[1].first));  // from the middle
   EXPECT_EQ(huge_usable_overaligned(live[1].first), 0u);
@@ -680,7 +680,7 @@ TEST(Huge, SeveralOveralignedBlocksLiveTogether) {
     const auto* c = static_cast<const unsigned char*>(live[i].first);
     EXPECT_EQ(c[0], i + 1);
     EXPECT_EQ(c[live[i].second - 1], i + 1);
-    EXPECT_EQ(huge_usable_overaligned(live[i].first), mpcalloc::base::align_up(live[i].second, 4096));
+    EXPECT_EQ(huge_usable_overaligned(live[i].first), mpcalloc::base::align_up(live[i].second, mpcalloc::os::page_size()));
     EXPECT_TRUE(huge_free_overaligned(live[i].first));
   }
 }

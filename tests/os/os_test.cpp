@@ -178,19 +178,20 @@ TEST(OsMemory, RemapToMovesPagesAndTheOldRangeIsGone) {
 }
 
 TEST(OsMemory, DiscardCountsAndKeepsTheMappingUsable) {
-  auto* p = static_cast<unsigned char*>(os::map(1 << 16));
+  const size_t pg = os::page_size();
+  auto* p = static_cast<unsigned char*>(os::map(4 * pg));
   ASSERT_NE(p, nullptr);
-  std::memset(p, 0xcc, 1 << 16);
+  std::memset(p, 0xcc, 4 * pg);
   uint64_t madv = os::counters().madvise_calls;
   // Only the middle pages: the neighbours keep their contents.
-  ASSERT_TRUE(os::discard(p + 4096, 2 * 4096));
+  ASSERT_TRUE(os::discard(p + pg, 2 * pg));
   EXPECT_EQ(os::counters().madvise_calls, madv + 1);
-  EXPECT_EQ(p[4095], 0xcc);
-  for (size_t i = 4096; i < 3 * 4096; ++i) ASSERT_EQ(p[i], 0) << i;
-  EXPECT_EQ(p[3 * 4096], 0xcc);
-  p[5000] = 1;
-  EXPECT_EQ(p[5000], 1);
-  os::unmap(p, 1 << 16);
+  EXPECT_EQ(p[pg - 1], 0xcc);
+  for (size_t i = pg; i < 3 * pg; ++i) ASSERT_EQ(p[i], 0) << i;
+  EXPECT_EQ(p[3 * pg], 0xcc);
+  p[pg + 904] = 1;
+  EXPECT_EQ(p[pg + 904], 1);
+  os::unmap(p, 4 * pg);
 }
 
 TEST(OsMemory, FaultInjectionCountsEveryKindOfCall) {
