@@ -32,13 +32,14 @@ struct Heap {
   int huge_place;          // where its huge blocks come from (its place, or interleaved)
   uint64_t maintained_ms;  // last time its free memory was looked at (collect, purge)
   uint64_t pooled_ms;      // when it went to the pool (0: it has a thread, or was collected)
+  size_t pooled_bytes;     // segment bytes it held then (counted in the pool's total)
   // Checked mode only: held by the owner around medium-chunk changes and by any thread that
   // validates a medium pointer of this heap (the validation walks the owner's chunks).
   base::SpinLock check_lock;
 
   constexpr explicit Heap(chunks::Block** null_cell)
       : size_cell{}, big_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
-        all_next(nullptr), events(0), place(0), huge_place(0), maintained_ms(0), pooled_ms(0),
+        all_next(nullptr), events(0), place(0), huge_place(0), maintained_ms(0), pooled_ms(0), pooled_bytes(0),
         check_lock{} {
     for (auto& c : size_cell) c = null_cell;
     for (auto& c : big_cell) c = null_cell;

@@ -100,6 +100,10 @@ void thread_exit(void* arg) {
   chunks::small_set_key(h->small, h->small.slow_key);
   if (t_heap == h) t_heap = &g_empty_heap;
   uint64_t now = os::now_ms();
+  // Counted before the heap is published: from then on the purger may collect it.
+  size_t held = (h->small.segment_count + h->medium.segment_count) * source::kSegmentSize;
+  h->pooled_bytes = held;
+  size_t pooled = g_pooled_bytes.fetch_add(held, std::memory_order_relaxed) + held;
   {
     base::LockGuard guard(g_pool_lock);
     h->pooled_ms = now != 0 ? now : 1;
@@ -109,11 +113,7 @@ void thread_exit(void* arg) {
   }
   // Memory of ended threads waits in the pool: if it is more than the cache budget, the
   // background purger (auto mode) must be there to give it back should nobody adopt it.
-  size_t held = (h->small.segment_count + h->medium.segment_count) * source::kSegmentSize;
-  if (g_pooled_bytes.fetch_add(held, std::memory_order_relaxed) + held >
-      static_cast<size_t>(base::option(base::kOptCacheMax))) {
-    ensure_background_for_pool();
-  }
+  if (pooled > static_cast<size_t>(base::option(base::kOptCacheMax))) ensure_background_for_pool();
 }
 
 Heap* acquire_heap() {
@@ -131,10 +131,7 @@ Heap* acquire_heap() {
   if (h == nullptr) h = new_heap(place);
   if (h == nullptr) return nullptr;
   h->pool_next = nullptr;
-  if (h->pooled_ms != 0) {
-    size_t held = (h->small.segment_count + h->medium.segment_count) * source::kSegmentSize;
-    g_pooled_bytes.fetch_sub(held, std::memory_order_relaxed);
-  }
+  if (h->pooled_ms != 0) g_pooled_bytes.fetch_sub(h->pooled_bytes, std::memory_order_relaxed);
   h->pooled_ms = 0;
   h->maintained_ms = h->medium.clock_ms = os::now_ms();
   if (!checking()) chunks::small_set_key(h->small, thread_key());
@@ -148,8 +145,7 @@ void decay_pooled_heaps(uint64_t now, uint64_t decay_ms) {
   for (Heap* pool : g_pool) {
     for (Heap* p = pool; p != nullptr; p = p->pool_next) {
       if (p->pooled_ms != 0 && now >= p->pooled_ms && now - p->pooled_ms >= decay_ms) {
-        size_t held = (p->small.segment_count + p->medium.segment_count) * source::kSegmentSize;
-        g_pooled_bytes.fetch_sub(held, std::memory_order_relaxed);
+        g_pooled_bytes.fetch_sub(p->pooled_bytes, std::memory_order_relaxed);
         collect(p, true);
         p->pooled_ms = 0;  // nothing left to give back until a thread uses it again
       }
