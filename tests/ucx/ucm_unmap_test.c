@@ -404,6 +404,30 @@ static void scenario_segments(void) {
   step_end(&s);
 }
 
+/* Medium purge: free chunks unused for the decay time give their pages back at the owner's
+ * next maintenance (madvise), while their segments stay in use (a live block in each). */
+static void scenario_medium_purge(void) {
+  enum { kBlocks = 120 };
+  char* p[kBlocks];
+  for (int i = 0; i < kBlocks; ++i) {
+    size_t n = 200 * 1024 + (size_t)i * 1024;
+    p[i] = malloc(n);
+    if (p[i] == NULL) { fail("malloc failed"); return; }
+    memset(p[i], 1, n);
+    if (i % 8 != 0) watch(p[i], n, "a freed medium block in a segment still in use");
+  }
+  for (int i = 0; i < kBlocks; ++i) {
+    if (i % 8 != 0) free(p[i]);
+  }
+  Step s = step_begin("wait past the decay time, then medium calls (the owner's maintenance)");
+  struct timespec ts = {0, 300 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  for (int i = 0; i < 300; ++i) free(malloc(20000 + (size_t)i));
+  step_end(&s);
+  expect_pages("medium purge", g_totals.released_pages, watched_pages() / 2);
+  for (int i = 0; i < kBlocks; i += 8) free(p[i]);
+}
+
 /* A request larger than every cached block grows the largest one with mremap (in place, or
  * moved to a new aligned range: the old one is vacated). */
 static void scenario_cache_grow(void) {
@@ -441,6 +465,7 @@ static const Scenario kScenarios[] = {
     {"mremap", scenario_mremap},
     {"segments", scenario_segments},
     {"cache_grow", scenario_cache_grow},
+    {"medium_purge", scenario_medium_purge},
 };
 
 int main(int argc, char** argv) {
