@@ -173,10 +173,12 @@ void small_set_key(SmallState& s, const void* key) {
   }
 }
 
-void small_free_local(SmallState& s, RunMeta* r, Block* b) {
+void small_free_local(SmallState& s, RunMeta* r, Block* b) { small_free_chain(s, r, b, b); }
+
+void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last) {
   Block*& local = run_local_free(r);
-  b->next = local;
-  local = b;
+  last->next = local;
+  local = first;
   if (r->state == kRunFull) {
     // Back in play, at the end of the queue: refills take the run that has been partial the
     // longest, so it has gathered the most frees (taking the newest, with its one block, made

@@ -121,6 +121,10 @@ void small_set_key(SmallState& s, const void* key);
 // A block freed by the owner thread that the fast path did not take (full run, checks on,
 // drained remote frees, blocks the heap hands back from its cache).
 void small_free_local(SmallState& s, RunMeta* r, Block* b);
+// The same for a chain first..last of blocks of run r (linked through next; last->next is
+// overwritten): one splice onto the run's list, so draining other threads' frees costs one
+// pointer read per block.
+void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last);
 // Hardening for slow-path pops: aborts with a message unless b is a block boundary inside a
 // small run of a live segment (a write after free corrupted a list otherwise).
 void small_check_block(const Block* b);
