@@ -39,7 +39,13 @@ struct RunMeta {
   uint8_t cls;
   uint8_t state;
   uint8_t index;          // run number inside the segment
-  uint8_t pad[9];
+  uint8_t pad0;
+  // What the last count of local_free found: the list's head then (offset in the segment,
+  // 0: no count since the list was last taken) and its length. The fast path only pushes in
+  // front, so the next count walks the newer blocks alone (see small_collect).
+  uint16_t counted;
+  uint8_t pad[2];
+  uint32_t counted_at;
 };
 static_assert(sizeof(RunMeta) == 48);
 

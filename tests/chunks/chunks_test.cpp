@@ -404,6 +404,45 @@ TEST(Small, FreeChainSplicesInOrderAndBringsAFullRunBack) {
   EXPECT_EQ(s.partial[cls].tail, second);
 }
 
+// A collection counts a partial run's free blocks by walking only those freed since its last
+// count; a run whose list was taken in the meantime is counted afresh, even when the block
+// that headed the counted list comes back first.
+TEST(Small, CollectCountsNewFreesOnlyAndForgetsTakenLists) {
+  SmallState s = make_small();
+  unsigned cls = base::small_class_of(8192);
+  std::vector<Block*> all;
+  RunMeta* first = nullptr;
+  for (;;) {
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    if (first == nullptr) first = s.active[cls];
+    if (s.active[cls] != first) break;
+    for (; l != nullptr; l = l->next) all.push_back(l);
+  }
+  ASSERT_EQ(all.size(), kRunSize / 8192);
+  small_free_local(s, first, all[2]);
+  small_free_local(s, first, all[1]);
+  small_free_local(s, first, all[0]);  // list: 0 1 2
+  EXPECT_EQ(small_collect(s, false), 0u);
+  EXPECT_EQ(first->counted, 3u);
+  small_free_local(s, first, all[3]);  // list: 3 0 1 2; only block 3 is new
+  EXPECT_EQ(small_collect(s, false), 0u);
+  EXPECT_EQ(first->counted, 4u);
+  // `first` becomes active again: its list is taken whole and handed out...
+  RunMeta* second = s.active[cls];
+  while (s.active[cls] == second) ASSERT_NE(small_refill(s, cls), nullptr);
+  ASSERT_EQ(s.active[cls], first);
+  EXPECT_EQ(first->counted, 0u);
+  // ...and the block that headed the counted list comes back first: it is counted afresh.
+  small_free_local(s, first, all[3]);
+  EXPECT_EQ(small_collect(s, true), 0u);
+  EXPECT_EQ(first->counted, 1u) << "a stale count was added";
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i != 3) small_free_local(s, first, all[i]);
+  }
+  EXPECT_EQ(small_collect(s, true), 1u);  // every block free: released
+}
+
 TEST(Small, SetKeyRekeysActiveAndPartialRuns) {
   SmallState s = make_small();
   unsigned big = base::small_class_of(8192), tiny = base::small_class_of(16);
