@@ -34,6 +34,13 @@ Block* carve(RunMeta* r, size_t bytes, Block* tail) {
   return head;
 }
 
+// Every take of a run's whole local_free list forgets its count: a counted head that came
+// back into a new list would otherwise stand for blocks no longer there.
+inline void forget_count(RunMeta* r) {
+  r->counted_at = 0;
+  r->counted = 0;
+}
+
 RunMeta* new_run(SmallState& s, unsigned cls) {
   source::SegmentHeader* h = s.segments.head;
   if (h == nullptr) {
@@ -53,6 +60,7 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
   r->cls = static_cast<uint8_t>(cls);
   r->index = static_cast<uint8_t>(idx);
   run_local_free(r) = nullptr;
+  forget_count(r);
   set_run_bump(r, run_start(r));
   r->bump_end = run_start(r) + (kRunSize / bs) * bs;
   r->next = r->prev = nullptr;
@@ -67,6 +75,7 @@ void release_run(SmallState& s, RunMeta* r) {
   set_run_state(r, kRunUnused);
   run_owner_key(r) = nullptr;
   run_local_free(r) = nullptr;
+  forget_count(r);
   if (seg->free_runs == 0) s.segments.push_front(&seg->h);
   seg->free_runs |= uint64_t{1} << r->index;
   if (seg->free_runs == kAllRunsFree) {
@@ -111,14 +120,26 @@ void small_check_block(const Block* b) {
 
 namespace {
 
-// Length of a run's list, checking every pointer against the run's bounds.
-size_t list_length(const RunMeta* r, const Block* b) {
+// Length of a run's local_free list, checking every new pointer against the run's bounds.
+// Only the blocks pushed since the last count are walked: the rest of the list is the one
+// counted then (frees push in front; takes forget the count). A collection used to walk
+// every free block of every partial run again, cold memory mostly.
+size_t free_count(RunMeta* r) {
+  Block* head = run_local_free(r);
+  const Block* mark = r->counted_at != 0
+      ? reinterpret_cast<const Block*>(run_segment_base(r) + r->counted_at) : nullptr;
   size_t n = 0;
   size_t limit = run_capacity(r);
-  for (; b != nullptr; b = b->next) {
+  const Block* b = head;
+  for (; b != mark && b != nullptr; b = b->next) {
     check_in_run(r, b);
     if (++n > limit) corrupted(r, b);  // a cycle
   }
+  if (b != nullptr) n += r->counted;  // reached the counted part
+  if (n > limit) corrupted(r, head);
+  r->counted_at = head != nullptr
+      ? static_cast<uint32_t>(reinterpret_cast<uintptr_t>(head) - run_segment_base(r)) : 0;
+  r->counted = static_cast<uint16_t>(n);
   return n;
 }
 
@@ -129,6 +150,7 @@ Block* small_take_local(RunMeta* r) {
   Block* list = local;
   if (list == nullptr) return nullptr;
   local = nullptr;
+  forget_count(r);
   check_in_run(r, list);
   // A run in use gets one more batch while it is young; past kCarveBytes it grows only when
   // its owner has nothing freed to reuse (keeps the touched memory near the live set).
@@ -153,6 +175,7 @@ Block* small_refill(SmallState& s, unsigned cls) {
   if (r != nullptr) {
     list = run_local_free(r);
     run_local_free(r) = nullptr;
+    forget_count(r);
     check_in_run(r, list);
   } else {
     r = new_run(s, cls);
@@ -173,10 +196,12 @@ void small_set_key(SmallState& s, const void* key) {
   }
 }
 
-void small_free_local(SmallState& s, RunMeta* r, Block* b) {
+void small_free_local(SmallState& s, RunMeta* r, Block* b) { small_free_chain(s, r, b, b); }
+
+void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last) {
   Block*& local = run_local_free(r);
-  b->next = local;
-  local = b;
+  last->next = local;
+  local = first;
   if (r->state == kRunFull) {
     // Back in play, at the end of the queue: refills take the run that has been partial the
     // longest, so it has gathered the most frees (taking the newest, with its one block, made
@@ -193,7 +218,7 @@ size_t small_collect(SmallState& s, bool all) {
     RunMeta* r = s.partial[cls].head;
     while (r != nullptr) {
       RunMeta* next = r->next;
-      if (list_length(r, run_local_free(r)) == run_capacity(r)) {
+      if (free_count(r) == run_capacity(r)) {
         s.partial[cls].remove(r);
         release_run(s, r);
         ++released;
@@ -204,7 +229,7 @@ size_t small_collect(SmallState& s, bool all) {
     if (all && r != nullptr) {
       // The caller has handed its cached blocks back to local_free first.
       size_t carved = static_cast<size_t>(r->bump - run_start(r)) / r->block_size;
-      if (list_length(r, run_local_free(r)) == carved) {
+      if (free_count(r) == carved) {
         s.active[cls] = nullptr;
         release_run(s, r);
         ++released;

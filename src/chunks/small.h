@@ -39,7 +39,13 @@ struct RunMeta {
   uint8_t cls;
   uint8_t state;
   uint8_t index;          // run number inside the segment
-  uint8_t pad[9];
+  uint8_t pad0;
+  // What the last count of local_free found: the list's head then (offset in the segment,
+  // 0: no count since the list was last taken) and its length. The fast path only pushes in
+  // front, so the next count walks the newer blocks alone (see small_collect).
+  uint16_t counted;
+  uint8_t pad[2];
+  uint32_t counted_at;
 };
 static_assert(sizeof(RunMeta) == 48);
 
@@ -121,6 +127,10 @@ void small_set_key(SmallState& s, const void* key);
 // A block freed by the owner thread that the fast path did not take (full run, checks on,
 // drained remote frees, blocks the heap hands back from its cache).
 void small_free_local(SmallState& s, RunMeta* r, Block* b);
+// The same for a chain first..last of blocks of run r (linked through next; last->next is
+// overwritten): one splice onto the run's list, so draining other threads' frees costs one
+// pointer read per block.
+void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last);
 // Hardening for slow-path pops: aborts with a message unless b is a block boundary inside a
 // small run of a live segment (a write after free corrupted a list otherwise).
 void small_check_block(const Block* b);

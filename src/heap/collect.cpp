@@ -1,5 +1,5 @@
-// Heap maintenance: draining other threads' frees, giving empty runs and segments back,
-// periodic decay, and malloc_trim. Layer heap.
+// Heap maintenance: giving empty runs and segments back, periodic decay, and malloc_trim.
+// Layer heap.
 #include "base/options.h"
 #include "heap/heap_internal.h"
 #include "os/os_env.h"
@@ -24,21 +24,6 @@ void flush_class_lists(Heap* h) {
 }
 
 }  // namespace
-
-void drain_remote(Heap* h) {
-  base::MpscNode* n = h->remote.take_all();
-  while (n != nullptr) {
-    base::MpscNode* next = n->next;
-    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
-    if (seg->kind == source::SegmentKind::kSmall) {
-      chunks::small_free_local(h->small, chunks::run_of(n), reinterpret_cast<Block*>(n));
-    } else {
-      CheckGuard guard(h);
-      chunks::medium_free(h->medium, n);
-    }
-    n = next;
-  }
-}
 
 bool lazy_purge() { return base::option(base::kOptPurge) == base::kPurgeFree; }
 
@@ -68,6 +53,7 @@ void note_event(Heap* h) {
   uint64_t now = os::now_ms();
   uint64_t decay = static_cast<uint64_t>(base::option(base::kOptDecayMs));
   if (events < kCollectEvery && now - h->maintained_ms < decay / 2) return;
+  remote_flush();  // the blocks this thread holds for other heaps go out now and then
   collect(h, false);
   h->maintained_ms = now;
   {
@@ -81,6 +67,7 @@ void note_event(Heap* h) {
 }
 
 bool trim() {
+  remote_flush();
   Heap* h = t_heap;
   if (h != &g_empty_heap) collect(h, true);
   collect_pooled_heaps();

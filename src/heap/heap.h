@@ -24,8 +24,10 @@ struct Heap {
   chunks::Block* class_free[base::kSmallClasses];  // blocks ready for malloc, per class
   chunks::SmallState small;
   chunks::MediumState medium;
-  base::MpscStack remote;  // blocks other threads freed, drained on the slow path
-  Heap* pool_next;
+  // Blocks other threads freed, drained on the slow path. Its own cache line: the freeing
+  // threads write it, and the owner's slow-path fields must not share it.
+  alignas(64) base::MpscStack remote;
+  alignas(64) Heap* pool_next;
   Heap* all_next;
   uint64_t events;         // refills and full-run frees since the last collection
   int place;               // NUMA node (or source::kPlaceAny) of its segments, for its life

@@ -68,8 +68,29 @@ void pool_fork_prepare();
 void pool_fork_parent();
 void pool_fork_child();
 
-// ---- maintenance (collect.cpp) ----
+// ---- remote frees (remote.cpp) ----
+// A thread holds the small blocks it frees to other heaps in a few batches (one per owner,
+// kRemoteSlots slots chosen by owner) and pushes a batch with one CAS when it reaches
+// kRemoteBatch blocks, when its slot is wanted for another owner, at the thread's
+// maintenance, at malloc_trim and at thread exit. So a thread freeing what another produced
+// pays one contended CAS per batch instead of one per block; what it holds is bounded
+// (kRemoteSlots * kRemoteBatch blocks, 2 MiB at worst, a few KiB for small objects).
+inline constexpr unsigned kRemoteSlots = 8;
+inline constexpr uint32_t kRemoteBatch = 32;
+// Creates the key whose destructor sends a thread's batches when it ends (global_init).
+bool remote_init();
+// p is a block of `owner`, which is not the caller's heap.
+void remote_free_small(Heap* owner, void* p);
+// Medium blocks go out at once: held back they would pin much memory for little gain.
+void remote_free_medium(Heap* owner, void* p);
+// Sends every batch the calling thread holds.
+void remote_flush();
+// Blocks the calling thread holds, not sent yet (stats).
+size_t remote_pending();
+// Owner only: takes its remote list and gives the blocks back to their runs (or chunks).
 void drain_remote(Heap* h);
+
+// ---- maintenance (collect.cpp) ----
 // Drains remote frees and releases empty runs; `all`: also the cached blocks, the active runs
 // and the medium segments.
 void collect(Heap* h, bool all);

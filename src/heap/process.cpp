@@ -91,6 +91,7 @@ void global_init() {
       // The thread key exists before any thread can take a heap (glibc's pthread_key_create
       // does not allocate), so every heap's thread exit is seen.
       pool_init();
+      remote_init();
       g_initialized.store(true, std::memory_order_release);
     }
   }

@@ -11,8 +11,6 @@
 
 namespace mpcalloc::heap {
 
-std::atomic<size_t> g_remote_frees{0};
-
 namespace {
 
 using chunks::Block;
@@ -65,11 +63,6 @@ Raw route_alloc(Heap* h, size_t size, size_t align, bool want_zero) {
   return {r.p, r.is_zero};
 }
 
-void free_remote(Heap* owner, void* p) {
-  g_remote_frees.fetch_add(1, std::memory_order_relaxed);
-  owner->remote.push(static_cast<base::MpscNode*>(p));
-}
-
 }  // namespace
 
 void* alloc_raw(Heap* h, size_t size, size_t align, bool zero) {
@@ -78,26 +71,18 @@ void* alloc_raw(Heap* h, size_t size, size_t align, bool zero) {
   return r.p;
 }
 
-void free_raw(void* p) {
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  if ((a & source::kSegmentMask) == 0) {
-    if (p != nullptr) chunks::huge_free_overaligned(p);
-    return;
-  }
-  SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+namespace {
+
+// The owner's free of a small block the fast path did not take (a full run, checks on).
+[[gnu::noinline]] void free_small_own(Heap* owner, void* p) {
+  RunMeta* r = chunks::run_of(p);
+  bool was_full = r->state == chunks::kRunFull;
+  chunks::small_free_local(owner->small, r, static_cast<Block*>(p));
+  if (was_full) note_event(owner);
+}
+
+[[gnu::noinline]] void free_not_small(SegmentHeader* seg, void* p) {
   switch (seg->kind) {
-    case SegmentKind::kSmall: {
-      Heap* owner = static_cast<Heap*>(seg->owner);
-      if (owner == t_heap) {
-        RunMeta* r = chunks::run_of(p);
-        bool was_full = r->state == chunks::kRunFull;
-        chunks::small_free_local(owner->small, r, static_cast<Block*>(p));
-        if (was_full) note_event(owner);
-      } else {
-        free_remote(owner, p);
-      }
-      return;
-    }
     case SegmentKind::kMedium: {
       Heap* owner = static_cast<Heap*>(seg->owner);
       if (owner == t_heap) {
@@ -107,7 +92,7 @@ void free_raw(void* p) {
         }
         note_event(owner);
       } else {
-        free_remote(owner, p);
+        remote_free_medium(owner, p);
       }
       return;
     }
@@ -116,9 +101,27 @@ void free_raw(void* p) {
       if (t_heap != &g_empty_heap) note_event(t_heap);
       ensure_background();  // the cache may just have passed the floor (auto mode)
       return;
+    case SegmentKind::kSmall:  // free_raw's
     case SegmentKind::kNone:
       return;
   }
+}
+
+}  // namespace
+
+// Small blocks first, with no register saves on their way: a free that reaches here is most
+// often a remote free of a small block (consumer threads), or an own free into a full run.
+void free_raw(void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & source::kSegmentMask) == 0) {
+    if (p != nullptr) chunks::huge_free_overaligned(p);
+    return;
+  }
+  SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+  if (seg->kind != SegmentKind::kSmall) return free_not_small(seg, p);
+  Heap* owner = static_cast<Heap*>(seg->owner);
+  if (owner != t_heap) return remote_free_small(owner, p);
+  free_small_own(owner, p);
 }
 
 size_t usable_raw(const void* p) {
@@ -234,7 +237,9 @@ void* reallocate(void* p, size_t size) {
 bool check_enabled() { return checking(); }
 
 HeapStats stats() {
-  return {g_heap_count.load(std::memory_order_relaxed), g_remote_frees.load(std::memory_order_relaxed)};
+  // Batches other threads hold are not seen; the caller's own are.
+  return {g_heap_count.load(std::memory_order_relaxed),
+          g_remote_frees.load(std::memory_order_relaxed) + remote_pending()};
 }
 
 }  // namespace mpcalloc::heap

@@ -358,6 +358,91 @@ TEST(Small, TakeLocalReturnsOwnerFreesPlusAFreshBatchWhileYoung) {
   EXPECT_EQ(small_collect(s, true), 1u);
 }
 
+// Draining other threads' frees splices a stretch of one run's blocks onto the run's list in
+// one step: the chain keeps its order, lands in front of what the run held, and a full run
+// comes back into play at the end of the partial queue as with single frees.
+TEST(Small, FreeChainSplicesInOrderAndBringsAFullRunBack) {
+  SmallState s = make_small();
+  unsigned cls = base::small_class_of(8192);
+  std::vector<Block*> all;
+  RunMeta* first = nullptr;
+  for (;;) {
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    if (first == nullptr) first = s.active[cls];
+    if (s.active[cls] != first) break;
+    for (; l != nullptr; l = l->next) all.push_back(l);
+  }
+  ASSERT_EQ(first->state, kRunFull);
+  ASSERT_GE(all.size(), 5u);
+  small_free_local(s, first, all[4]);  // back in play with one block
+  EXPECT_EQ(s.partial[cls].tail, first);
+  // all[0] -> all[1] -> all[2], as a sender would have linked them.
+  all[0]->next = all[1];
+  all[1]->next = all[2];
+  all[2]->next = reinterpret_cast<Block*>(0x1);  // overwritten by the splice
+  small_free_chain(s, first, all[0], all[2]);
+  std::vector<Block*> got;
+  for (Block* b = run_local_free(first); b != nullptr; b = b->next) got.push_back(b);
+  EXPECT_EQ(got, (std::vector<Block*>{all[0], all[1], all[2], all[4]}));
+  EXPECT_EQ(first->state, kRunPartial);
+  // A full run that gets a chain goes to the end of the partial queue, keyed for fast frees.
+  RunMeta* second = s.active[cls];
+  std::vector<Block*> more;
+  while (s.active[cls] == second) {
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    if (s.active[cls] != second) break;
+    for (; l != nullptr; l = l->next) more.push_back(l);
+  }
+  ASSERT_EQ(second->state, kRunFull);
+  ASSERT_GE(more.size(), 2u);
+  more[0]->next = more[1];
+  small_free_chain(s, second, more[0], more[1]);
+  EXPECT_EQ(second->state, kRunPartial);
+  EXPECT_EQ(run_owner_key(second), s.key);
+  EXPECT_EQ(s.partial[cls].tail, second);
+}
+
+// A collection counts a partial run's free blocks by walking only those freed since its last
+// count; a run whose list was taken in the meantime is counted afresh, even when the block
+// that headed the counted list comes back first.
+TEST(Small, CollectCountsNewFreesOnlyAndForgetsTakenLists) {
+  SmallState s = make_small();
+  unsigned cls = base::small_class_of(8192);
+  std::vector<Block*> all;
+  RunMeta* first = nullptr;
+  for (;;) {
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    if (first == nullptr) first = s.active[cls];
+    if (s.active[cls] != first) break;
+    for (; l != nullptr; l = l->next) all.push_back(l);
+  }
+  ASSERT_EQ(all.size(), kRunSize / 8192);
+  small_free_local(s, first, all[2]);
+  small_free_local(s, first, all[1]);
+  small_free_local(s, first, all[0]);  // list: 0 1 2
+  EXPECT_EQ(small_collect(s, false), 0u);
+  EXPECT_EQ(first->counted, 3u);
+  small_free_local(s, first, all[3]);  // list: 3 0 1 2; only block 3 is new
+  EXPECT_EQ(small_collect(s, false), 0u);
+  EXPECT_EQ(first->counted, 4u);
+  // `first` becomes active again: its list is taken whole and handed out...
+  RunMeta* second = s.active[cls];
+  while (s.active[cls] == second) ASSERT_NE(small_refill(s, cls), nullptr);
+  ASSERT_EQ(s.active[cls], first);
+  EXPECT_EQ(first->counted, 0u);
+  // ...and the block that headed the counted list comes back first: it is counted afresh.
+  small_free_local(s, first, all[3]);
+  EXPECT_EQ(small_collect(s, true), 0u);
+  EXPECT_EQ(first->counted, 1u) << "a stale count was added";
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i != 3) small_free_local(s, first, all[i]);
+  }
+  EXPECT_EQ(small_collect(s, true), 1u);  // every block free: released
+}
+
 TEST(Small, SetKeyRekeysActiveAndPartialRuns) {
   SmallState s = make_small();
   unsigned big = base::small_class_of(8192), tiny = base::small_class_of(16);

@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "heap/heap.h"
+#include "heap/heap_internal.h"
 #include "mpcalloc/mpcalloc.h"
 
 using namespace mpcalloc;
@@ -392,6 +394,62 @@ TEST(Heap, CrossThreadHandoffKeepsContents) {
   });
   consumer.join();
   EXPECT_GE(snap().remote_frees - s0.remote_frees, static_cast<size_t>(kN));
+}
+
+namespace {
+// Blocks on a heap's remote list, owner only (the list is taken and put back as it was).
+size_t remote_count(heap::Heap* h) {
+  base::MpscNode* first = h->remote.take_all();
+  if (first == nullptr) return 0;
+  size_t n = 1;
+  base::MpscNode* last = first;
+  for (; last->next != nullptr; last = last->next) ++n;
+  h->remote.push_chain(first, last);
+  return n;
+}
+}  // namespace
+
+// A thread freeing another heap's small blocks sends them in batches: fewer than a batch wait
+// in the thread (seen in its own stats), a full batch goes out with one push, the rest goes at
+// malloc_trim or when the thread ends, and the owner gets every block back.
+TEST(Heap, RemoteFreesTravelInBatchesAndAllArrive) {
+  constexpr size_t kBatch = heap::kRemoteBatch;
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < kBatch + 8; ++i) blocks.push_back(mpcalloc_malloc(64));
+  heap::Heap* me = heap::t_heap;
+  heap::drain_remote(me);  // start from an empty list
+  size_t at_batch_minus_one = 99, at_batch = 0, pending = 0, after_trim = 0;
+  size_t remote_seen = 0, remote_before = snap().remote_frees;
+  std::thread([&] {
+    for (size_t i = 0; i + 1 < kBatch; ++i) mpcalloc_free(blocks[i]);
+    at_batch_minus_one = remote_count(me);  // the owner is waiting in join: safe to look
+    remote_seen = snap().remote_frees - remote_before;
+    mpcalloc_free(blocks[kBatch - 1]);
+    at_batch = remote_count(me);
+    for (size_t i = kBatch; i < kBatch + 3; ++i) mpcalloc_free(blocks[i]);
+    pending = heap::remote_pending();
+    mpcalloc_malloc_trim(0);
+    after_trim = remote_count(me);
+    for (size_t i = kBatch + 3; i < blocks.size(); ++i) mpcalloc_free(blocks[i]);
+  }).join();
+  EXPECT_EQ(at_batch_minus_one, 0u);
+  EXPECT_EQ(remote_seen, kBatch - 1);  // a thread's stats count what it holds
+  EXPECT_EQ(at_batch, kBatch);
+  EXPECT_EQ(pending, 3u);
+  EXPECT_EQ(after_trim, kBatch + 3);
+  EXPECT_EQ(remote_count(me), blocks.size());  // the last five went at thread exit
+  EXPECT_EQ(snap().remote_frees - remote_before, blocks.size());
+  // Drained, they are the owner's again: every one comes back before any new memory.
+  heap::drain_remote(me);
+  std::set<void*> want(blocks.begin(), blocks.end());
+  std::vector<void*> got;
+  for (int i = 0; i < 100000 && !want.empty(); ++i) {
+    void* p = mpcalloc_malloc(64);
+    want.erase(p);
+    got.push_back(p);
+  }
+  EXPECT_TRUE(want.empty());
+  for (void* p : got) mpcalloc_free(p);
 }
 
 // Blocks aligned to a segment or more have no header but are mapped through the source, so

@@ -1,0 +1,141 @@
+// Remote frees: the freeing thread gathers small blocks per owner heap and sends each batch
+// with one push; the owner drains its list on its slow path. Layer heap.
+#include <pthread.h>
+
+#include "heap/heap_internal.h"
+#include "source/block_source.h"
+
+namespace mpcalloc::heap {
+
+std::atomic<size_t> g_remote_frees{0};
+
+namespace {
+
+using base::MpscNode;
+using chunks::Block;
+
+// A chain of blocks freed by this thread to one other heap, not sent yet.
+struct RemoteBatch {
+  Heap* owner;
+  MpscNode* first;
+  MpscNode* last;
+  size_t count;
+};
+
+enum : uint8_t { kUnarmed = 0, kArmed, kExiting };
+
+// Per thread, trivially destructible (no lazily registered C++ destructor): the key's
+// destructor sends what is left when the thread ends.
+struct RemoteCache {
+  RemoteBatch slot[kRemoteSlots];
+  uint8_t state;  // kArmed: the thread-exit key is set, blocks may be held
+};
+
+__thread RemoteCache t_remote __attribute__((tls_model("initial-exec")));
+pthread_key_t g_remote_key;
+std::atomic<bool> g_remote_key_ok{false};
+
+void push_now(Heap* owner, MpscNode* n) {
+  g_remote_frees.fetch_add(1, std::memory_order_relaxed);
+  owner->remote.push(n);
+}
+
+[[gnu::noinline]] void send(RemoteBatch* b) {
+  b->owner->remote.push_chain(b->first, b->last);
+  g_remote_frees.fetch_add(b->count, std::memory_order_relaxed);
+  *b = RemoteBatch{};
+}
+
+// The slot holds another owner's batch (sent first) or none.
+[[gnu::noinline]] void start_batch(RemoteBatch* b, Heap* owner, MpscNode* n) {
+  if (b->owner != nullptr) send(b);
+  n->next = nullptr;
+  *b = RemoteBatch{owner, n, n, 1};
+}
+
+// Heaps are 64-byte aligned records several KiB apart: a multiplicative hash of the address
+// spreads them over the slots.
+inline unsigned slot_of(const Heap* owner) {
+  uint64_t x = reinterpret_cast<uintptr_t>(owner) >> 6;
+  return static_cast<unsigned>((x * 0x9E3779B97F4A7C15ull) >> 61);
+}
+static_assert(kRemoteSlots == 8, "slot_of takes 3 bits");
+
+// The first remote free of a thread arms its exit hook; after the hook ran (and before the
+// key exists) blocks go out one by one.
+[[gnu::noinline]] void remote_free_unarmed(Heap* owner, MpscNode* n) {
+  RemoteCache& c = t_remote;
+  if (c.state == kExiting || !g_remote_key_ok.load(std::memory_order_acquire) ||
+      pthread_setspecific(g_remote_key, &c) != 0) {
+    return push_now(owner, n);
+  }
+  c.state = kArmed;
+  start_batch(&c.slot[slot_of(owner)], owner, n);
+}
+
+void remote_thread_exit(void*) {
+  remote_flush();
+  t_remote.state = kExiting;  // frees from later destructors go out at once
+}
+
+}  // namespace
+
+bool remote_init() {
+  if (pthread_key_create(&g_remote_key, remote_thread_exit) != 0) return false;
+  g_remote_key_ok.store(true, std::memory_order_release);
+  return true;
+}
+
+void remote_free_small(Heap* owner, void* p) {
+  MpscNode* n = static_cast<MpscNode*>(p);
+  RemoteCache& c = t_remote;
+  if (__builtin_expect(c.state != kArmed, 0)) return remote_free_unarmed(owner, n);
+  RemoteBatch* b = &c.slot[slot_of(owner)];
+  if (__builtin_expect(b->owner != owner, 0)) return start_batch(b, owner, n);
+  n->next = b->first;
+  b->first = n;
+  if (++b->count == kRemoteBatch) send(b);
+}
+
+void remote_free_medium(Heap* owner, void* p) { push_now(owner, static_cast<MpscNode*>(p)); }
+
+void remote_flush() {
+  for (RemoteBatch& b : t_remote.slot) {
+    if (b.owner != nullptr) send(&b);
+  }
+}
+
+size_t remote_pending() {
+  size_t n = 0;
+  for (const RemoteBatch& b : t_remote.slot) n += b.count;
+  return n;
+}
+
+void drain_remote(Heap* h) {
+  MpscNode* n = h->remote.take_all();
+  while (n != nullptr) {
+    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
+    if (seg->kind != source::SegmentKind::kSmall) {
+      MpscNode* next = n->next;
+      CheckGuard guard(h);
+      chunks::medium_free(h->medium, n);
+      n = next;
+      continue;
+    }
+    // A batch holds its sender's frees in reverse order, and threads tend to free blocks
+    // in the order they were allocated: neighbours in the list mostly share a run, and a
+    // stretch of one run goes onto the run's list in one splice.
+    uintptr_t run = reinterpret_cast<uintptr_t>(n) >> chunks::kRunShift;
+    MpscNode* last = n;
+    MpscNode* next = n->next;
+    while (next != nullptr && reinterpret_cast<uintptr_t>(next) >> chunks::kRunShift == run) {
+      last = next;
+      next = next->next;
+    }
+    chunks::small_free_chain(h->small, chunks::run_of(n), reinterpret_cast<Block*>(n),
+                             reinterpret_cast<Block*>(last));
+    n = next;
+  }
+}
+
+}  // namespace mpcalloc::heap
