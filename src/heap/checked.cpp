@@ -19,13 +19,20 @@ using source::SegmentKind;
 constexpr uint64_t kTrailerKey = 0x5a17c0de5a17c0deull;
 constexpr unsigned char kCanary = 0xab;
 
-[[noreturn]] void report(const char* what, const void* p, const char* detail, size_t detail_size,
-                         const char* call) {
+[[noreturn]] void fatal_report(const char* what, const void* p, const char* detail,
+                               size_t detail_size, const char* call) {
   os::Message m;
   m.text("mpcalloc: ").text(what).text(" of ").hex(reinterpret_cast<uintptr_t>(p));
   if (detail != nullptr) m.text(" (").text(detail).dec(detail_size).text(" B)");
   m.text(" in ").text(call).text("()");
   os::fatal(m);
+}
+
+// p is no live block: abort with the report, or (memcheck reporting) tell the caller.
+size_t report(const char* what, const void* p, const char* detail, size_t detail_size,
+              const char* call) {
+  if (valgrind_reports()) return kNotABlock;
+  fatal_report(what, p, detail, detail_size, call);
 }
 
 bool bitmap_test_and_set(RunMeta* r, size_t i, bool set) {
@@ -65,33 +72,33 @@ size_t check_block(const void* p, const char* call, bool release) {
   size_t usable;
   if ((a & source::kSegmentMask) == 0) {
     usable = chunks::huge_usable_overaligned(p);
-    if (usable == 0) report("invalid free", p, nullptr, 0, call);
+    if (usable == 0) return report("invalid free", p, nullptr, 0, call);
     detail = "huge block ";
     detail_size = usable;
   } else {
     uintptr_t base = a & ~source::kSegmentMask;
-    if (!source::is_registered(base)) report("invalid free", p, nullptr, 0, call);
+    if (!source::is_registered(base)) return report("invalid free", p, nullptr, 0, call);
     SegmentHeader* seg = source::segment_header(base);
-    if (seg->magic != source::kSegmentMagic) report("invalid free", p, nullptr, 0, call);
+    if (seg->magic != source::kSegmentMagic) return report("invalid free", p, nullptr, 0, call);
     switch (seg->kind) {
       case SegmentKind::kSmall: {
         // The owner may be carving this run right now: its state and bump are atomics.
         RunMeta* r = chunks::run_of(p);
         if (chunks::run_state(r) == chunks::kRunUnused || r->index == 0) {
-          report("invalid free", p, nullptr, 0, call);
+          return report("invalid free", p, nullptr, 0, call);
         }
         detail = "size class ";
         detail_size = r->block_size;
         size_t off = static_cast<size_t>(a - reinterpret_cast<uintptr_t>(chunks::run_start(r)));
-        if (off % r->block_size != 0) report("interior pointer free", p, detail, detail_size, call);
+        if (off % r->block_size != 0) return report("interior pointer free", p, detail, detail_size, call);
         if (a >= reinterpret_cast<uintptr_t>(chunks::run_bump(r))) {
-          report("invalid free", p, detail, detail_size, call);
+          return report("invalid free", p, detail, detail_size, call);
         }
         size_t i = off / r->block_size;
         bool was_set = release ? bitmap_test_and_set(r, i, false)
                                : ((__atomic_load_n(chunks::run_check_bitmap(r) + i / 8,
                                                    __ATOMIC_ACQUIRE) >> (i % 8)) & 1) != 0;
-        if (!was_set) report("double free", p, detail, detail_size, call);
+        if (!was_set) return report("double free", p, detail, detail_size, call);
         usable = r->block_size;
         break;
       }
@@ -104,12 +111,12 @@ size_t check_block(const void* p, const char* call, bool release) {
           st = chunks::medium_classify(p);
           if (st == chunks::ChunkStatus::kInUse && release) chunks::medium_mark_pending(const_cast<void*>(p));
         }
-        if (st == chunks::ChunkStatus::kOutside) report("invalid free", p, nullptr, 0, call);
-        if (st == chunks::ChunkStatus::kInterior) report("interior pointer free", p, nullptr, 0, call);
+        if (st == chunks::ChunkStatus::kOutside) return report("invalid free", p, nullptr, 0, call);
+        if (st == chunks::ChunkStatus::kInterior) return report("interior pointer free", p, nullptr, 0, call);
         usable = chunks::medium_usable(p);
         detail = "medium chunk ";
         detail_size = usable;
-        if (st == chunks::ChunkStatus::kFree) report("double free", p, detail, detail_size, call);
+        if (st == chunks::ChunkStatus::kFree) return report("double free", p, detail, detail_size, call);
         break;
       }
       case SegmentKind::kHuge: {
@@ -117,20 +124,24 @@ size_t check_block(const void* p, const char* call, bool release) {
         detail = "huge block ";
         detail_size = usable;
         uintptr_t user = base + reinterpret_cast<chunks::HugeHeader*>(seg)->user_offset;
-        if (a != user) report(a > user ? "interior pointer free" : "invalid free", p, detail, detail_size, call);
+        if (a != user) return report(a > user ? "interior pointer free" : "invalid free", p, detail, detail_size, call);
         break;
       }
       default:
-        report("double free", p, nullptr, 0, call);
+        return report("double free", p, nullptr, 0, call);
     }
   }
   const unsigned char* c = static_cast<const unsigned char*>(p);
   uint64_t t;
   std::memcpy(&t, c + usable - 8, 8);
   size_t req = t ^ kTrailerKey;
-  if (req > usable - kCheckExtra) report("heap overflow", p, detail, detail_size, call);
+  // Under Valgrind the write past the block was reported where it happened.
+  if (req > usable - kCheckExtra) {
+    if (valgrind_reports()) return usable - kCheckExtra;
+    fatal_report("heap overflow", p, detail, detail_size, call);
+  }
   for (size_t i = req; i < usable - 8; ++i) {
-    if (c[i] != kCanary) report("heap overflow", p, detail, detail_size, call);
+    if (c[i] != kCanary && !valgrind_reports()) fatal_report("heap overflow", p, detail, detail_size, call);
   }
   return req;
 }

@@ -6,12 +6,36 @@
 
 #include "base/spinlock.h"
 #include "heap/heap.h"
+#include "os/os_valgrind.h"
 
 namespace mpcalloc::heap {
 
 // ---- modes, set once by global_init (process.cpp) ----
 extern std::atomic<bool> g_check;
 inline bool checking() { return g_check.load(std::memory_order_relaxed); }
+// Under Valgrind (and built with its headers): checked mode is on, and its slow paths describe
+// every block to memcheck (os_valgrind.h).
+extern std::atomic<bool> g_valgrind;
+inline bool on_valgrind() { return g_valgrind.load(std::memory_order_relaxed); }
+// Under Valgrind with checks not asked for: errors are memcheck's to report, nothing aborts.
+extern std::atomic<bool> g_valgrind_reports;
+inline bool valgrind_reports() { return g_valgrind_reports.load(std::memory_order_relaxed); }
+// Around the allocator's own accesses to memory memcheck was told the program may not touch
+// (free blocks, trailers): that thread's error reports pause. Nothing outside Valgrind.
+class VgQuiet {
+ public:
+  VgQuiet() : on_(on_valgrind()) {
+    if (on_) os::vg_quiet_begin();
+  }
+  ~VgQuiet() {
+    if (on_) os::vg_quiet_end();
+  }
+  VgQuiet(const VgQuiet&) = delete;
+  VgQuiet& operator=(const VgQuiet&) = delete;
+
+ private:
+  bool on_;
+};
 // The cell every size maps to when a heap has no thread or checks are on: always empty.
 extern constinit chunks::Block* g_null_cell;
 
@@ -123,8 +147,12 @@ extern std::atomic<size_t> g_remote_frees;
 inline constexpr size_t kCheckExtra = 16;  // canary + trailer bytes added to every block
 // Writes the canary and trailer of a fresh block of `req` requested bytes.
 void check_mark(void* p, size_t req);
-// Validates p as a live block; returns its requested size. Reports and aborts otherwise.
+// Validates p as a live block; returns its requested size. Reports and aborts otherwise, except
+// under Valgrind without MPCALLOC_CHECK=1 (valgrind_reports()): memcheck has reported the call
+// itself, and as with memcheck's own malloc the program goes on; then a pointer that is no live
+// block gives kNotABlock (the caller leaves the memory alone), and a damaged canary is let be.
 // `release`: the block is being freed.
+inline constexpr size_t kNotABlock = ~size_t{0};
 size_t check_block(const void* p, const char* call, bool release);
 void free_checked(void* p);
 

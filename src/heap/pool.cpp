@@ -91,6 +91,7 @@ bool pool_init() {
 }
 
 void thread_exit(void* arg) {
+  VgQuiet quiet;  // collections read the links inside free blocks
   Heap* h = static_cast<Heap*>(arg);
   if (h == nullptr || h == &g_empty_heap) return;
   // The heap goes to the pool warm, with its runs, segments and cached blocks: threads come

@@ -15,6 +15,8 @@ namespace mpcalloc::heap {
 // Written once at init; read everywhere (also by threads that only free, before any init
 // of theirs), so a relaxed atomic.
 std::atomic<bool> g_check{false};
+std::atomic<bool> g_valgrind{false};
+std::atomic<bool> g_valgrind_reports{false};
 constinit FreeFn g_free = free_unchecked;
 
 namespace {
@@ -85,6 +87,13 @@ void global_init() {
       }
       base::options_load();
       g_check.store(base::option(base::kOptCheck) != 0, std::memory_order_relaxed);
+      if (os::on_memcheck()) {
+        // Every call then takes checked mode's slow paths, where blocks are described to
+        // memcheck (and the checks run too).
+        g_valgrind.store(true, std::memory_order_relaxed);
+        g_valgrind_reports.store(!checking(), std::memory_order_relaxed);
+        g_check.store(true, std::memory_order_relaxed);
+      }
       if (checking()) __atomic_store_n(&g_free, &free_checked, __ATOMIC_RELAXED);
       apply_options();
       setup_placement();

@@ -169,26 +169,52 @@ void free_slow(void* p) { deallocate(p, "free"); }
 void free_unchecked(void* p) { free_fast(p); }
 
 void* allocate(size_t size, size_t align, bool zero) {
-  Heap* h = current_heap();
-  if (h == nullptr) return nullptr;
-  if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
-  if (!checking()) return alloc_raw(h, size, align, zero);
-  void* p = alloc_raw(h, size + kCheckExtra, align, false);
-  if (p == nullptr) return nullptr;
-  if (zero) std::memset(p, 0, size);
-  check_mark(p, size);
+  if (!checking()) {
+    Heap* h = current_heap();
+    if (h == nullptr || size > PTRDIFF_MAX - kCheckExtra) return nullptr;
+    return alloc_raw(h, size, align, zero);
+  }
+  void* p;
+  size_t usable;
+  {
+    VgQuiet quiet;
+    Heap* h = current_heap();
+    if (h == nullptr || size > PTRDIFF_MAX - kCheckExtra) return nullptr;
+    p = alloc_raw(h, size + kCheckExtra, align, false);
+    if (p == nullptr) return nullptr;
+    if (zero) std::memset(p, 0, size);
+    check_mark(p, size);
+    usable = usable_raw(p);
+  }
+  if (on_valgrind()) {
+    // The program owns p..p+size; the canaries and the trailer past it are the allocator's.
+    os::vg_no_access(static_cast<char*>(p) + size, usable - size);
+    os::vg_block_allocated(p, size, zero);
+  }
   return p;
 }
 
 void deallocate(void* p, const char* call) {
   if (p == nullptr) return;
-  if (checking()) check_block(p, call, true);
+  if (checking()) {
+    // memcheck first, so a bad pointer is reported with the program's stack before the
+    // check below aborts.
+    if (on_valgrind()) os::vg_block_freed(p);
+    VgQuiet quiet;
+    if (check_block(p, call, true) != kNotABlock) free_raw(p);
+    return;
+  }
   free_raw(p);
 }
 
 size_t usable_size(const void* p) {
   if (p == nullptr) return 0;
-  if (checking()) return check_block(p, "malloc_usable_size", false);
+  if (checking()) {
+    if (on_valgrind()) os::vg_check_addressable(p);
+    VgQuiet quiet;
+    size_t req = check_block(p, "malloc_usable_size", false);
+    return req != kNotABlock ? req : 0;
+  }
   return usable_raw(p);
 }
 
@@ -197,7 +223,14 @@ void* reallocate(void* p, size_t size) {
   if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
   size_t old_usable;
   if (checking()) {
-    old_usable = check_block(p, "realloc", false);
+    {
+      VgQuiet quiet;
+      old_usable = check_block(p, "realloc", false);
+    }
+    if (old_usable == kNotABlock) {
+      os::vg_block_freed(p);  // memcheck reports the bad pointer; realloc fails as with its malloc
+      return nullptr;
+    }
   } else {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if ((a & source::kSegmentMask) != 0) {

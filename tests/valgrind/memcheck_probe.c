@@ -1,4 +1,4 @@
-/* One leak and one use after free, then whether mpcalloc served the allocations (its mapped
+/* One leak, one use after free, one write past a block and one double free, then whether mpcalloc served the allocations (its mapped
  * bytes). Linked with libmpcalloc.a or libmpcalloc.so, or plain (PROBE_DLSYM: preloaded, found
  * with dlsym). run_memcheck.sh runs it under memcheck. */
 #define _GNU_SOURCE
@@ -18,6 +18,10 @@ int main(void) {
   free(p);
   volatile char c = p[0]; /* read after free */
   (void)c;
+  char* q = malloc(24);
+  q[24] = 1; /* one byte past the block */
+  free(q);
+  free(q); /* twice */
 #if PROBE_DLSYM
   void (*get)(mpcalloc_stats_t*) = (void (*)(mpcalloc_stats_t*))dlsym(RTLD_DEFAULT, "mpcalloc_stats_get");
 #else
@@ -30,5 +34,6 @@ int main(void) {
   }
   get(&s);
   printf("mpcalloc mapped_bytes %zu\n", s.mapped_bytes);
+  printf("probe done\n");
   return 0;
 }
