@@ -105,6 +105,21 @@ Chunk* find_fit(MediumState& s, size_t need) {
   return c;
 }
 
+// A chunk of a quick list whose chunks hold at least `need` bytes, taken off it (the smallest
+// such class): split, it serves a request the free lists cannot, before a segment is mapped.
+// The other quick chunks keep their places. Still marked in use, as quick chunks are.
+Chunk* take_larger_quick(MediumState& s, size_t need) {
+  unsigned qc = need - kChunkHeader <= quick_class_size(0) ? 0 : quick_class_up(need - kChunkHeader);
+  for (; qc < kQuickClasses; ++qc) {
+    Chunk* c = s.quick[qc];
+    if (c == nullptr || chunk_size(c) < need) continue;
+    s.quick[qc] = c->fd;
+    s.quick_bytes -= chunk_size(c);
+    return c;
+  }
+  return nullptr;
+}
+
 Chunk* new_segment(MediumState& s) {
   source::SegmentHeader* h = source::acquire_segment(source::SegmentKind::kMedium, s.owner, s.place);
   if (h == nullptr) return nullptr;
@@ -155,6 +170,7 @@ void* medium_alloc(MediumState& s, size_t size, size_t align) {
     if (q != nullptr) {
       s.quick[qc] = q->fd;
       s.quick_bytes -= chunk_size(q);
+      s.in_use_bytes += chunk_size(q);
       return reinterpret_cast<char*>(q) + kChunkHeader;
     }
     size = quick_class_size(qc);
@@ -164,11 +180,18 @@ void* medium_alloc(MediumState& s, size_t size, size_t align) {
   size_t search = align > 16 ? need + align + kMinChunk : need;
   if (search > kArenaSize) return nullptr;
   Chunk* c = find_fit(s, search);
+  // (Not for over-aligned requests: their lead split needs a chunk whose previous is in use.)
+  if (c == nullptr && s.quick_bytes != 0 && align <= 16) c = take_larger_quick(s, need);
   if (c == nullptr) {
     c = new_segment(s);
+    if (c == nullptr && s.quick_bytes != 0) {
+      // No more memory from the OS (a limit): what waits in the quick lists merges, may fit.
+      medium_flush_quick(s);
+      c = find_fit(s, search);
+    }
     if (c == nullptr) return nullptr;
   }
-  // c is free and unbinned; its previous chunk is in use.
+  // c is free and unbinned (its previous chunk in use), or a quick chunk (still marked in use).
   if (align > 16) {
     uintptr_t user = base::align_up(reinterpret_cast<uintptr_t>(c) + kChunkHeader, align);
     size_t lead = user - kChunkHeader - reinterpret_cast<uintptr_t>(c);
@@ -185,6 +208,7 @@ void* medium_alloc(MediumState& s, size_t size, size_t align) {
   set_head(c, size_now | kInUse | (head_of(c) & kPrevInUse));
   set_head(next_chunk(c), head_of(next_chunk(c)) | kPrevInUse);
   trim_tail(s, c, need);
+  s.in_use_bytes += chunk_size(c);
   return reinterpret_cast<char*>(c) + kChunkHeader;
 }
 
@@ -211,19 +235,29 @@ void free_chunk(MediumState& s, Chunk* c) {
 }
 }  // namespace
 
+namespace {
+// Whether freed chunk c (of `size` bytes) waits in a quick list (see kQuickMaxBytes). When the
+// lists hold more than the heap has in use, they are flushed first.
+bool quick_takes(MediumState& s, const Chunk* c, size_t size) {
+  if (s.quick_bytes > s.in_use_bytes) medium_flush_quick(s);
+  size_t cap = s.in_use_bytes < kQuickMaxBytes ? s.in_use_bytes : kQuickMaxBytes;
+  if (s.quick_bytes + size <= cap) return true;
+  return s.quick_bytes + size <= kQuickNewestBytes &&
+         source::segment_base_of(c) == source::segment_base(s.segments.head);
+}
+}  // namespace
+
 void medium_free(MediumState& s, void* p) {
   Chunk* c = chunk_of(p);
   size_t size = chunk_size(c);
   size_t usable = size - kChunkHeader;
-  // Only chunks of the heap's newest segment wait in the quick lists: a chunk there keeps its
-  // segment from merging whole and going back, and the newest one is where churn happens (an
-  // older segment draining after a burst of frees goes back at once instead of staying pinned).
-  if (!s.quick_off && usable >= quick_class_size(0) && s.quick_bytes + size <= kQuickMaxBytes &&
-      source::segment_base_of(c) == source::segment_base(s.segments.head)) {
+  s.in_use_bytes -= size;
+  if (!s.quick_off && usable >= quick_class_size(0) && quick_takes(s, c, size)) {
     // Largest class the chunk can serve whole.
     unsigned qc = quick_class_up(usable);
     if (quick_class_size(qc) > usable) --qc;
     c->fd = s.quick[qc];
+    c->freed_ms = s.clock_ms;
     s.quick[qc] = c;
     s.quick_bytes += size;
     return;
@@ -244,6 +278,23 @@ void medium_flush_quick(MediumState& s) {
   s.quick_bytes = 0;
 }
 
+void medium_flush_quick_older(MediumState& s, uint64_t age_ms) {
+  if (s.quick_bytes == 0) return;
+  for (unsigned qc = 0; qc < kQuickClasses; ++qc) {
+    // Each list is newest first: cut it at the first chunk old enough, flush the rest.
+    Chunk** link = &s.quick[qc];
+    while (*link != nullptr && s.clock_ms - (*link)->freed_ms < age_ms) link = &(*link)->fd;
+    Chunk* c = *link;
+    *link = nullptr;
+    while (c != nullptr) {
+      Chunk* next = c->fd;
+      s.quick_bytes -= chunk_size(c);
+      free_chunk(s, c);
+      c = next;
+    }
+  }
+}
+
 bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
   Chunk* c = chunk_of(p);
   size_t size = chunk_size(c);
@@ -253,6 +304,7 @@ bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
     // A shrink by less than 1/8 keeps its slack: the headroom a growing buffer got below
     // survives its next appends.
     if (size - need >= size / 8) trim_tail(s, c, need);
+    s.in_use_bytes = s.in_use_bytes - size + chunk_size(c);
     return true;
   }
   Chunk* n = at(c, size);
@@ -265,6 +317,7 @@ bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
   // appends merges with its neighbour once per 1/8 of growth, not at every call.
   size_t want = base::align_up(need + need / 8, 16);
   trim_tail(s, c, want < total ? want : total);
+  s.in_use_bytes = s.in_use_bytes - size + chunk_size(c);
   return true;
 }
 

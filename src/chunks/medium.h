@@ -34,16 +34,27 @@ inline constexpr size_t kFlagMask = 15;
 
 // Requests are rounded to classes (8 per power of two, at most 12.5% waste) so that freed
 // chunks can wait in per-class LIFO lists ("quick lists", no merging) and serve the next
-// request of the class in O(1); the lists are bounded and flushed into the real free lists
-// when full, at collection and at thread exit.
+// request of the class in O(1), at the same address: a class's chunks keep their places, so
+// the pages a program touched are the ones it gets again (with merging, each split falls
+// elsewhere and, over time, touches every page of the segments: mstress faulted in 2.5x the
+// pages). A request no free chunk fits splits a quick chunk of a larger class before a new
+// segment is mapped. The lists are bounded; chunks go on to the real free lists (merging) when
+// the lists are full, when they have waited half the decay time (at the heap's maintenance;
+// they are purged from the free lists later like any free chunk), when the OS gives no more
+// memory (a limit), at collection and at thread exit.
 inline constexpr unsigned kQuickClasses = 8 * 7;  // 8 KiB .. 1 MiB
-inline constexpr size_t kQuickMaxBytes = size_t{1} << 20;  // per heap
+// At most kQuickMaxBytes per heap, and no more than the heap has in use (a program freeing
+// most of its medium memory gets its segments merged whole and back; the lists are flushed
+// when they pass that), except kQuickNewestBytes from the newest segment, where churn is.
+inline constexpr size_t kQuickMaxBytes = size_t{32} << 20;
+inline constexpr size_t kQuickNewestBytes = size_t{1} << 20;
 
 struct MediumState {
   Chunk* bins[kMediumBins];
   uint64_t nonempty;  // bit b: bins[b] has chunks
   Chunk* quick[kQuickClasses];
   size_t quick_bytes;
+  size_t in_use_bytes;  // chunks handed out and not freed
   bool quick_off;     // checked mode: every free must reach the boundary tags
   base::IntrusiveList<source::SegmentHeader> segments;
   size_t segment_count;
@@ -72,6 +83,9 @@ void medium_free(MediumState& s, void* p);
 bool medium_resize_in_place(MediumState& s, void* p, size_t new_size);
 // Empties the quick lists into the free lists.
 void medium_flush_quick(MediumState& s);
+// Moves the quick-list chunks that have waited `age_ms` or more (by s.clock_ms) to the free
+// lists.
+void medium_flush_quick_older(MediumState& s, uint64_t age_ms);
 // Releases every medium segment that is entirely free (after flushing). Returns how many.
 size_t medium_collect(MediumState& s);
 // Gives the whole pages inside free chunks free since at least `age_ms` before s.clock_ms back

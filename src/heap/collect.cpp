@@ -60,6 +60,7 @@ void note_event(Heap* h) {
     // Free medium memory unused for the decay time goes back to the OS; the chunks stay.
     CheckGuard guard(h);
     h->medium.clock_ms = now;
+    chunks::medium_flush_quick_older(h->medium, decay / 2);
     chunks::medium_purge(h->medium, decay, lazy_purge());
   }
   decay_process(now);

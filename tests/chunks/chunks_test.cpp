@@ -592,6 +592,68 @@ TEST(Medium, QuickListHandsBackTheSameChunk) {
   EXPECT_EQ(m.segment_count, 0u);
 }
 
+// A freed chunk of any segment (not only the newest) waits in its class's quick list while the
+// heap has more in use than the lists hold, and the next request of the class gets the same
+// address: a class's chunks keep their places, so the pages touched are the ones reused.
+TEST(Medium, QuickListsKeepChunksInPlaceInOlderSegments) {
+  MediumState m = make_medium();
+  std::vector<void*> live;
+  while (m.segment_count < 3) {
+    void* p = medium_alloc(m, 200000, 16);
+    ASSERT_NE(p, nullptr);
+    live.push_back(p);
+  }
+  void* first = live[1];  // in the oldest segment
+  ASSERT_NE(source::segment_base_of(first), source::segment_base(m.segments.head));
+  size_t in_use = m.in_use_bytes;
+  medium_free(m, first);
+  EXPECT_EQ(m.in_use_bytes + medium_usable(first) + kChunkHeader, in_use);
+  EXPECT_GT(m.quick_bytes, 0u);
+  EXPECT_EQ(medium_alloc(m, 200000, 16), first);  // the same class: the same place
+  for (void* p : live) medium_free(m, p);
+  medium_collect(m);
+  EXPECT_EQ(m.segment_count, 0u);
+  EXPECT_EQ(m.in_use_bytes, 0u);
+}
+
+// A program that frees most of its medium memory: the quick lists never hold more than the
+// heap still has in use, so the chunks merge and the emptied segments go back at the frees
+// (all but the last one, which stays for reuse), with no collection.
+TEST(Medium, QuickListsGiveWayWhenMostMemoryIsFreed) {
+  MediumState m = make_medium();
+  std::vector<void*> live;
+  while (m.segment_count < 6) live.push_back(medium_alloc(m, 100000 + 3000 * (live.size() % 7), 16));
+  for (void* p : live) medium_free(m, p);
+  EXPECT_EQ(m.in_use_bytes, 0u);
+  EXPECT_LE(m.quick_bytes, kQuickMaxBytes);
+  EXPECT_LE(m.segment_count, 2u);  // the newest segment's quick chunks may keep it
+  medium_collect(m);
+  EXPECT_EQ(m.segment_count, 0u);
+}
+
+// A request that no free chunk fits splits a waiting quick chunk of a larger class before a
+// new segment is mapped.
+TEST(Medium, RequestSplitsALargerQuickChunkBeforeMapping) {
+  MediumState m = make_medium();
+  std::vector<void*> live;
+  while (m.segment_count < 2) live.push_back(medium_alloc(m, 500000, 16));
+  void* big = live.front();
+  medium_free(m, big);  // waits in the quick list of its class (much is still in use)
+  ASSERT_GT(m.quick_bytes, 0u);
+  bool reused = false;
+  while (m.segment_count < 3) {
+    void* p = medium_alloc(m, 9000, 16);
+    ASSERT_NE(p, nullptr);
+    if (p == big) reused = true;
+    if (m.segment_count < 3) live.push_back(p);
+    else medium_free(m, p);
+  }
+  EXPECT_TRUE(reused) << "a third segment was mapped while a 500 KB chunk waited";
+  for (size_t i = 1; i < live.size(); ++i) medium_free(m, live[i]);  // live[0]: freed above
+  medium_collect(m);
+  EXPECT_EQ(m.segment_count, 0u);
+}
+
 TEST(Medium, ResizeInPlaceFailsAgainstAnInUseNeighbour) {
   MediumState m = make_medium();
   m.quick_off = true;
