@@ -654,6 +654,51 @@ TEST(Medium, RequestSplitsALargerQuickChunkBeforeMapping) {
   EXPECT_EQ(m.segment_count, 0u);
 }
 
+// Under a memory limit, a request that would need a new segment the limit refuses is served by
+// merging what waits in the quick lists (two freed neighbours make room for a larger block),
+// instead of failing.
+TEST(Medium, UnderAMemoryLimitQuickChunksMergeBeforeAllocationFails) {
+  source::trim_cache();
+  size_t limit = source::stats().mapped_bytes + 3 * source::kSegmentSize;
+  source::configure({0, 60000, limit, 0});
+  MediumState m = make_medium();
+  std::vector<void*> live;
+  while (m.segment_count < 3) {
+    void* p = medium_alloc(m, 100000, 16);
+    ASSERT_NE(p, nullptr);
+    live.push_back(p);
+  }
+  // Neighbouring pairs freed (a quarter of the memory): they wait in the quick list unmerged.
+  size_t freed = 0;
+  for (size_t i = 0; i + 1 < live.size(); i += 8) {
+    medium_free(m, live[i]);
+    medium_free(m, live[i + 1]);
+    live[i] = live[i + 1] = nullptr;
+    freed += 2;
+  }
+  ASSERT_GE(freed, 4u);
+  ASSERT_GT(m.quick_bytes, 0u);
+  uint64_t hits = source::stats().limit_hits;
+  // Fill the third segment until the next 180 KB block needs a fourth, which the limit refuses.
+  size_t got = 0;
+  for (;;) {
+    void* p = medium_alloc(m, 180000, 16);
+    if (p == nullptr) break;
+    live.push_back(p);
+    ++got;
+  }
+  EXPECT_EQ(m.segment_count, 3u);
+  EXPECT_GT(source::stats().limit_hits, hits);
+  EXPECT_EQ(m.quick_bytes, 0u);  // flushed into the free lists when the limit was hit
+  EXPECT_GE(got, 20u + freed / 2) << "merged pairs were not used: " << got << " blocks, " << freed << " freed";
+  for (void* p : live) {
+    if (p != nullptr) medium_free(m, p);
+  }
+  medium_collect(m);
+  EXPECT_EQ(m.segment_count, 0u);
+  source::configure({64 << 20, 1000, 0, 0});
+}
+
 TEST(Medium, ResizeInPlaceFailsAgainstAnInUseNeighbour) {
   MediumState m = make_medium();
   m.quick_off = true;
