@@ -28,6 +28,20 @@ SmallState make_small() {
   s.owner = &g_owner;
   return s;
 }
+// Refills class cls until its active run is full (the next refill opens another run): *run is
+// that run, *blocks every block it handed out, in order.
+void fill_active_run(SmallState& s, unsigned cls, RunMeta** run, std::vector<Block*>* blocks) {
+  RunMeta* r = s.active[cls];
+  for (;;) {
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    if (r == nullptr) r = s.active[cls];
+    if (s.active[cls] != r) break;
+    for (; l != nullptr; l = l->next) blocks->push_back(l);
+  }
+  *run = r;
+}
+
 MediumState make_medium() {
   MediumState m{};
   m.owner = &g_owner;
@@ -366,13 +380,7 @@ TEST(Small, FreeChainSplicesInOrderAndBringsAFullRunBack) {
   unsigned cls = base::small_class_of(8192);
   std::vector<Block*> all;
   RunMeta* first = nullptr;
-  for (;;) {
-    Block* l = small_refill(s, cls);
-    ASSERT_NE(l, nullptr);
-    if (first == nullptr) first = s.active[cls];
-    if (s.active[cls] != first) break;
-    for (; l != nullptr; l = l->next) all.push_back(l);
-  }
+  ASSERT_NO_FATAL_FAILURE(fill_active_run(s, cls, &first, &all));
   ASSERT_EQ(first->state, kRunFull);
   ASSERT_GE(all.size(), 5u);
   small_free_local(s, first, all[4]);  // back in play with one block
@@ -387,14 +395,9 @@ TEST(Small, FreeChainSplicesInOrderAndBringsAFullRunBack) {
   EXPECT_EQ(got, (std::vector<Block*>{all[0], all[1], all[2], all[4]}));
   EXPECT_EQ(first->state, kRunPartial);
   // A full run that gets a chain goes to the end of the partial queue, keyed for fast frees.
-  RunMeta* second = s.active[cls];
+  RunMeta* second = nullptr;
   std::vector<Block*> more;
-  while (s.active[cls] == second) {
-    Block* l = small_refill(s, cls);
-    ASSERT_NE(l, nullptr);
-    if (s.active[cls] != second) break;
-    for (; l != nullptr; l = l->next) more.push_back(l);
-  }
+  ASSERT_NO_FATAL_FAILURE(fill_active_run(s, cls, &second, &more));
   ASSERT_EQ(second->state, kRunFull);
   ASSERT_GE(more.size(), 2u);
   more[0]->next = more[1];
@@ -412,13 +415,7 @@ TEST(Small, CollectCountsNewFreesOnlyAndForgetsTakenLists) {
   unsigned cls = base::small_class_of(8192);
   std::vector<Block*> all;
   RunMeta* first = nullptr;
-  for (;;) {
-    Block* l = small_refill(s, cls);
-    ASSERT_NE(l, nullptr);
-    if (first == nullptr) first = s.active[cls];
-    if (s.active[cls] != first) break;
-    for (; l != nullptr; l = l->next) all.push_back(l);
-  }
+  ASSERT_NO_FATAL_FAILURE(fill_active_run(s, cls, &first, &all));
   ASSERT_EQ(all.size(), kRunSize / 8192);
   small_free_local(s, first, all[2]);
   small_free_local(s, first, all[1]);
