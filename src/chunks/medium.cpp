@@ -252,7 +252,9 @@ void medium_free(MediumState& s, void* p) {
   size_t size = chunk_size(c);
   size_t usable = size - kChunkHeader;
   s.in_use_bytes -= size;
-  if (!s.quick_off && usable >= quick_class_size(0) && quick_takes(s, c, size)) {
+  // A chunk past the largest class (grown in place beyond 1 MiB) has no list: it merges.
+  if (!s.quick_off && usable >= quick_class_size(0) && usable <= kMediumMax &&
+      quick_takes(s, c, size)) {
     // Largest class the chunk can serve whole.
     unsigned qc = quick_class_up(usable);
     if (quick_class_size(qc) > usable) --qc;

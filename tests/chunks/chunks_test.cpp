@@ -696,6 +696,26 @@ TEST(Medium, UnderAMemoryLimitQuickChunksMergeBeforeAllocationFails) {
   source::configure({64 << 20, 1000, 0, 0});
 }
 
+// A chunk grown in place past the largest quick class (1 MiB) merges when freed: it has no
+// quick list (its class index would be past the array; UBSan caught the write there).
+TEST(Medium, ChunkGrownPastTheLargestClassIsNotQuickListed) {
+  MediumState m = make_medium();
+  std::vector<void*> keep;
+  for (int i = 0; i < 3; ++i) keep.push_back(medium_alloc(m, kMediumMax, 16));
+  void* p = medium_alloc(m, kMediumMax, 16);  // the last one of its segment: free space after
+  ASSERT_NE(p, nullptr);
+  for (void* k : keep) ASSERT_NE(k, nullptr);
+  ASSERT_TRUE(medium_resize_in_place(m, p, kMediumMax + 100000));
+  ASSERT_GT(medium_usable(p), kMediumMax);
+  medium_free(m, p);
+  EXPECT_EQ(m.quick_bytes, 0u);
+  EXPECT_EQ(medium_classify(p), ChunkStatus::kFree);
+  for (void* k : keep) medium_free(m, k);
+  medium_collect(m);
+  EXPECT_EQ(m.segment_count, 0u);
+  EXPECT_EQ(m.in_use_bytes, 0u);
+}
+
 TEST(Medium, ResizeInPlaceFailsAgainstAnInUseNeighbour) {
   MediumState m = make_medium();
   m.quick_off = true;
