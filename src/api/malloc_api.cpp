@@ -5,9 +5,9 @@
 #include <malloc.h>
 
 #include "api/api_common.h"
+#include "base/options.h"
 #include "heap/heap.h"
 #include "os/os_memory.h"
-#include "os/os_message.h"
 #include "source/block_source.h"
 #include "mpcalloc/mpcalloc.h"
 
@@ -141,16 +141,10 @@ MPCALLOC_EXPORT struct mallinfo mallinfo() {
 // itself accepts them. 1 on success, 0 for a parameter glibc does not know or a bad value.
 MPCALLOC_EXPORT int mallopt(int param, int value) {
   switch (param) {
-    case M_TRIM_THRESHOLD: {
-      if (value < 0) return 0;
-      char text[24];
-      os::Message m;
-      m.dec(static_cast<uint64_t>(value));
-      size_t n = m.length() < sizeof(text) - 1 ? m.length() : sizeof(text) - 1;
-      for (size_t i = 0; i < n; ++i) text[i] = m.data()[i];
-      text[n] = '\0';
-      return mpcalloc_option_set("cache_max", text) == 0 ? 1 : 0;
-    }
+    case M_TRIM_THRESHOLD:
+      if (value < 0 || !base::option_set_value(base::kOptCacheMax, value)) return 0;
+      heap::apply_options();
+      return 1;
     case M_MXFAST: return value >= 0 && value <= 160 ? 1 : 0;
     case M_TOP_PAD: case M_MMAP_THRESHOLD: case M_MMAP_MAX: case M_CHECK_ACTION:
     case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:

@@ -316,9 +316,15 @@ SetResult option_set(const char* name, const char* value) {
   if (!kOptions[id].runtime) return SetResult::kFixed;
   long long v;
   if (!parse_option(kOptions[id], value, &v, nullptr)) return SetResult::kBadValue;
-  if (!g_loaded) options_load();
-  store(id, v);
+  option_set_value(id, v);
   return SetResult::kOk;
+}
+
+bool option_set_value(unsigned id, long long value) {
+  if (id >= kOptCount || !kOptions[id].runtime) return false;
+  if (!g_loaded) options_load();
+  store(id, value);
+  return true;
 }
 
 void format_option(unsigned id, char* buf, size_t cap) {

@@ -71,6 +71,9 @@ enum class SetResult { kOk, kUnknown, kBadValue, kFixed };
 // Sets a runtime option from text, with the parsing of the environment. The old value stays
 // unless kOk. (Options read only at start-up answer kFixed.)
 SetResult option_set(const char* name, const char* value);
+// The same for a value already parsed (mallopt): false, and nothing changes, for an option read
+// only at start-up.
+bool option_set_value(unsigned id, long long value);
 
 // Parses a number or bool: "123", "64K", "256M", "2G" (sizes), "0/1/yes/no/true/false" (bools).
 bool parse_option_value(const char* text, OptionType type, long long* out);

@@ -30,9 +30,6 @@ void* purger(void*) {
   return nullptr;
 }
 
-}  // namespace
-
-namespace {
 void start_purger() {
   bool expected = false;
   if (!g_running.compare_exchange_strong(expected, true)) return;
@@ -49,6 +46,7 @@ void start_purger() {
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_attr_destroy(&attr);
 }
+
 }  // namespace
 
 void ensure_background() {

@@ -1,7 +1,7 @@
 // Checked mode (MPCALLOC_CHECK=1): every block carries, at the end of its usable space, its
 // requested size (xor a key), and canary bytes between the request and that trailer; small
 // runs keep an occupancy bitmap. Every free is validated before anything near the pointer is
-// read. Layer heap.
+// read. Also what runs under memcheck: the entry points below describe blocks to it. Layer heap.
 #include <cstring>
 
 #include "chunks/huge.h"
@@ -46,8 +46,6 @@ bool bitmap_test_and_set(RunMeta* r, size_t i, bool set) {
 size_t block_index(const RunMeta* r, const void* p) {
   return static_cast<size_t>(static_cast<const char*>(p) - chunks::run_start(r)) / r->block_size;
 }
-
-}  // namespace
 
 void check_mark(void* p, size_t req) {
   size_t usable = usable_raw(p);
@@ -143,6 +141,54 @@ size_t check_block(const void* p, const char* call, bool release) {
   for (size_t i = req; i < usable - 8; ++i) {
     if (c[i] != kCanary && !valgrind_reports()) fatal_report("heap overflow", p, detail, detail_size, call);
   }
+  return req;
+}
+
+}  // namespace
+
+void* allocate_checked(size_t size, size_t align, bool zero) {
+  void* p;
+  size_t usable;
+  {
+    VgQuiet quiet;
+    Heap* h = current_heap();
+    if (h == nullptr) return nullptr;
+    p = alloc_raw(h, size + kCheckExtra, align, false);
+    if (p == nullptr) return nullptr;
+    if (zero) std::memset(p, 0, size);
+    check_mark(p, size);
+    usable = usable_raw(p);
+  }
+  if (on_valgrind()) {
+    // The program owns p..p+size; the canaries and the trailer past it are the allocator's.
+    os::vg_no_access(static_cast<char*>(p) + size, usable - size);
+    os::vg_block_allocated(p, size, zero);
+  }
+  return p;
+}
+
+void deallocate_checked(void* p, const char* call) {
+  // memcheck first, so a bad pointer is reported with the program's stack before the check
+  // below aborts.
+  if (on_valgrind()) os::vg_block_freed(p);
+  VgQuiet quiet;
+  if (check_block(p, call, true) != kNotABlock) free_raw(p);
+}
+
+size_t usable_checked(const void* p, const char* call) {
+  if (on_valgrind()) os::vg_check_addressable(p);
+  VgQuiet quiet;
+  size_t req = check_block(p, call, false);
+  return req != kNotABlock ? req : 0;
+}
+
+size_t realloc_size_checked(const void* p) {
+  size_t req;
+  {
+    VgQuiet quiet;
+    req = check_block(p, "realloc", false);
+  }
+  if (req == kNotABlock) os::vg_block_freed(p);  // memcheck reports it; realloc fails, as with its malloc
   return req;
 }
 

@@ -144,16 +144,18 @@ size_t usable_raw(const void* p);
 extern std::atomic<size_t> g_remote_frees;
 
 // ---- checked mode (checked.cpp) ----
+// What allocate, deallocate, usable_size and reallocate do with checks on (also under
+// memcheck, whose client requests they make). A bad pointer is reported and aborts, except
+// under Valgrind without MPCALLOC_CHECK=1 (valgrind_reports()): memcheck has reported it, and
+// as with memcheck's own malloc the program goes on, the memory left alone.
 inline constexpr size_t kCheckExtra = 16;  // canary + trailer bytes added to every block
-// Writes the canary and trailer of a fresh block of `req` requested bytes.
-void check_mark(void* p, size_t req);
-// Validates p as a live block; returns its requested size. Reports and aborts otherwise, except
-// under Valgrind without MPCALLOC_CHECK=1 (valgrind_reports()): memcheck has reported the call
-// itself, and as with memcheck's own malloc the program goes on; then a pointer that is no live
-// block gives kNotABlock (the caller leaves the memory alone), and a damaged canary is let be.
-// `release`: the block is being freed.
 inline constexpr size_t kNotABlock = ~size_t{0};
-size_t check_block(const void* p, const char* call, bool release);
+void* allocate_checked(size_t size, size_t align, bool zero);
+void deallocate_checked(void* p, const char* call);
+// The requested size of live block p, 0 for a bad pointer under memcheck.
+size_t usable_checked(const void* p, const char* call);
+// The requested size of p, for realloc's copy; kNotABlock for a bad pointer under memcheck.
+size_t realloc_size_checked(const void* p);
 void free_checked(void* p);
 
 }  // namespace mpcalloc::heap

@@ -66,7 +66,7 @@ int migrate(void* p, int node) {
       errno = EIO;
       return -1;
     }
-    usable = checking() ? check_block(p, "mpcalloc_migrate", false) : usable_raw(p);
+    usable = checking() ? usable_checked(p, "mpcalloc_migrate") : usable_raw(p);
   }
   if (usable == 0) {
     errno = EINVAL;

@@ -169,53 +169,21 @@ void free_slow(void* p) { deallocate(p, "free"); }
 void free_unchecked(void* p) { free_fast(p); }
 
 void* allocate(size_t size, size_t align, bool zero) {
-  if (!checking()) {
-    Heap* h = current_heap();
-    if (h == nullptr || size > PTRDIFF_MAX - kCheckExtra) return nullptr;
-    return alloc_raw(h, size, align, zero);
-  }
-  void* p;
-  size_t usable;
-  {
-    VgQuiet quiet;
-    Heap* h = current_heap();
-    if (h == nullptr || size > PTRDIFF_MAX - kCheckExtra) return nullptr;
-    p = alloc_raw(h, size + kCheckExtra, align, false);
-    if (p == nullptr) return nullptr;
-    if (zero) std::memset(p, 0, size);
-    check_mark(p, size);
-    usable = usable_raw(p);
-  }
-  if (on_valgrind()) {
-    // The program owns p..p+size; the canaries and the trailer past it are the allocator's.
-    os::vg_no_access(static_cast<char*>(p) + size, usable - size);
-    os::vg_block_allocated(p, size, zero);
-  }
-  return p;
+  if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
+  if (checking()) return allocate_checked(size, align, zero);
+  Heap* h = current_heap();
+  return h != nullptr ? alloc_raw(h, size, align, zero) : nullptr;
 }
 
 void deallocate(void* p, const char* call) {
   if (p == nullptr) return;
-  if (checking()) {
-    // memcheck first, so a bad pointer is reported with the program's stack before the
-    // check below aborts.
-    if (on_valgrind()) os::vg_block_freed(p);
-    VgQuiet quiet;
-    if (check_block(p, call, true) != kNotABlock) free_raw(p);
-    return;
-  }
+  if (checking()) return deallocate_checked(p, call);
   free_raw(p);
 }
 
 size_t usable_size(const void* p) {
   if (p == nullptr) return 0;
-  if (checking()) {
-    if (on_valgrind()) os::vg_check_addressable(p);
-    VgQuiet quiet;
-    size_t req = check_block(p, "malloc_usable_size", false);
-    return req != kNotABlock ? req : 0;
-  }
-  return usable_raw(p);
+  return checking() ? usable_checked(p, "malloc_usable_size") : usable_raw(p);
 }
 
 void* reallocate(void* p, size_t size) {
@@ -223,14 +191,8 @@ void* reallocate(void* p, size_t size) {
   if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
   size_t old_usable;
   if (checking()) {
-    {
-      VgQuiet quiet;
-      old_usable = check_block(p, "realloc", false);
-    }
-    if (old_usable == kNotABlock) {
-      os::vg_block_freed(p);  // memcheck reports the bad pointer; realloc fails as with its malloc
-      return nullptr;
-    }
+    old_usable = realloc_size_checked(p);
+    if (old_usable == kNotABlock) return nullptr;
   } else {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if ((a & source::kSegmentMask) != 0) {
