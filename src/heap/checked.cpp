@@ -88,7 +88,9 @@ size_t check_block(const void* p, const char* call, bool release) {
         detail = "size class ";
         detail_size = r->block_size;
         size_t off = static_cast<size_t>(a - reinterpret_cast<uintptr_t>(chunks::run_start(r)));
-        if (off % r->block_size != 0) return report("interior pointer free", p, detail, detail_size, call);
+        if (off % r->block_size != 0) {
+          return report("interior pointer free", p, detail, detail_size, call);
+        }
         if (a >= reinterpret_cast<uintptr_t>(chunks::run_bump(r))) {
           return report("invalid free", p, detail, detail_size, call);
         }
@@ -110,11 +112,15 @@ size_t check_block(const void* p, const char* call, bool release) {
           if (st == chunks::ChunkStatus::kInUse && release) chunks::medium_mark_pending(const_cast<void*>(p));
         }
         if (st == chunks::ChunkStatus::kOutside) return report("invalid free", p, nullptr, 0, call);
-        if (st == chunks::ChunkStatus::kInterior) return report("interior pointer free", p, nullptr, 0, call);
+        if (st == chunks::ChunkStatus::kInterior) {
+          return report("interior pointer free", p, nullptr, 0, call);
+        }
         usable = chunks::medium_usable(p);
         detail = "medium chunk ";
         detail_size = usable;
-        if (st == chunks::ChunkStatus::kFree) return report("double free", p, detail, detail_size, call);
+        if (st == chunks::ChunkStatus::kFree) {
+          return report("double free", p, detail, detail_size, call);
+        }
         break;
       }
       case SegmentKind::kHuge: {
@@ -122,7 +128,10 @@ size_t check_block(const void* p, const char* call, bool release) {
         detail = "huge block ";
         detail_size = usable;
         uintptr_t user = base + reinterpret_cast<chunks::HugeHeader*>(seg)->user_offset;
-        if (a != user) return report(a > user ? "interior pointer free" : "invalid free", p, detail, detail_size, call);
+        if (a != user) {
+          return report(a > user ? "interior pointer free" : "invalid free", p, detail, detail_size,
+                        call);
+        }
         break;
       }
       default:
@@ -139,7 +148,9 @@ size_t check_block(const void* p, const char* call, bool release) {
     fatal_report("heap overflow", p, detail, detail_size, call);
   }
   for (size_t i = req; i < usable - 8; ++i) {
-    if (c[i] != kCanary && !valgrind_reports()) fatal_report("heap overflow", p, detail, detail_size, call);
+    if (c[i] != kCanary && !valgrind_reports()) {
+      fatal_report("heap overflow", p, detail, detail_size, call);
+    }
   }
   return req;
 }
@@ -188,7 +199,8 @@ size_t realloc_size_checked(const void* p) {
     VgQuiet quiet;
     req = check_block(p, "realloc", false);
   }
-  if (req == kNotABlock) os::vg_block_freed(p);  // memcheck reports it; realloc fails, as with its malloc
+  // memcheck reports it; realloc fails, as with its malloc
+  if (req == kNotABlock) os::vg_block_freed(p);
   return req;
 }
 

@@ -43,7 +43,8 @@ size_t rss_bytes() {
   buf[n] = '\0';
   const char* resident = strchr(buf, ' ');  // second field
   if (resident == nullptr) return ~size_t{0};
-  return static_cast<size_t>(strtoull(resident + 1, nullptr, 10)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return static_cast<size_t>(strtoull(resident + 1, nullptr, 10)) *
+         static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
 long minor_faults() {
