@@ -289,7 +289,7 @@ TYPED_TEST(Api, ReallocInPlaceSizesKeepNeighbours) {
       fill_pattern(p, base);
       v.emplace_back(p, base);
     }
-    Rng r(base);
+    Rng r = Rng::seeded(base);
     for (int round = 0; round < 200; ++round) {
       size_t i = r.below(v.size());
       auto [p, n] = v[i];
@@ -578,7 +578,7 @@ TYPED_TEST(Api, AlignedNeighboursKeepTheirPatterns) {
   using F = TypeParam;
   // Aligned blocks of mixed alignments and sizes, all live at once and written to their whole
   // usable size: the padding in front of an aligned block must not belong to anyone else.
-  Rng r(7);
+  Rng r = Rng::seeded(7);
   std::vector<std::pair<void*, size_t>> v;
   for (int i = 0; i < 3000 / kWorkDivisor; ++i) {
     size_t a = size_t{16} << r.below(9);  // 16 .. 4096

@@ -11,6 +11,7 @@
 #include <malloc.h>
 
 #include "mpcalloc/mpcalloc.h"
+#include "support/rng.h"
 
 // Every call goes through a function pointer the compiler cannot see through. Compilers treat
 // the standard names as builtins and assume, for instance, that posix_memalign (g++) or
@@ -161,18 +162,7 @@ inline mpcalloc_stats_t stats_now() {
   return s;
 }
 
-// xorshift64: deterministic sizes per thread.
-struct Rng {
-  uint64_t x;
-  explicit Rng(uint64_t seed) : x(seed * 0x9e3779b97f4a7c15ull + 1) {}
-  uint64_t next() {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-  }
-  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
-};
+using mpcalloc::test::Rng;  // Rng::seeded(n): deterministic sizes per thread
 
 // Mixed sizes: mostly small, some medium, a few huge (above every segment-backed class).
 inline size_t mixed_size(Rng& r, size_t i) {

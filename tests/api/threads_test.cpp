@@ -109,7 +109,7 @@ TYPED_TEST(Threads, RemoteFreesThroughAQueueWhileOwnersKeepAllocating) {
   }
   for (int t = 0; t < kProducers; ++t) {
     ts.emplace_back([&, t] {
-      Rng r(static_cast<uint64_t>(t) + 11);
+      Rng r = Rng::seeded(static_cast<uint64_t>(t) + 11);
       std::vector<Item> own;  // blocks this thread keeps, checked at the end
       for (int i = 0; i < per_producer; ++i) {
         size_t n = mixed_size(r, static_cast<size_t>(i));
@@ -154,7 +154,7 @@ TYPED_TEST(Threads, RemoteFreesAfterJoinKeepContents) {
   std::vector<std::thread> ts;
   for (int t = 0; t < kThreads; ++t) {
     ts.emplace_back([&, t] {
-      Rng r(static_cast<uint64_t>(t) + 1);
+      Rng r = Rng::seeded(static_cast<uint64_t>(t) + 1);
       for (int i = 0; i < per_thread; ++i) {
         size_t n = mixed_size(r, static_cast<size_t>(i));
         void* p = F::malloc(n);
@@ -195,7 +195,7 @@ TYPED_TEST(Threads, FreeingThreadExitsWhileOwnerKeepsAllocating) {
   // The owner (this thread) hands a batch to a short-lived thread that frees it remotely and
   // exits, while the owner goes on allocating and checking its own live blocks.
   const int rounds = 60 / kWorkDivisor;
-  Rng r(99);
+  Rng r = Rng::seeded(99);
   std::vector<Item> live;
   std::atomic<int> bad{0};
   mpcalloc_stats_t before = stats_now();
@@ -299,7 +299,7 @@ TYPED_TEST(Threads, ThreadChurnWithCrossFrees) {
     std::vector<std::thread> ts;
     for (int t = 0; t < 2; ++t) {
       ts.emplace_back([&, t] {
-        Rng r(static_cast<uint64_t>(round * 2 + t) + 3);
+        Rng r = Rng::seeded(static_cast<uint64_t>(round * 2 + t) + 3);
         std::vector<Item> take;
         {
           std::lock_guard<std::mutex> g(m);
@@ -375,7 +375,7 @@ TYPED_TEST(Threads, TrimAndStatsRaceWithAllocationAndThreadExit) {
     std::vector<Item> next;
     for (int t = 0; t < 2; ++t) {
       ts.emplace_back([&, t] {
-        Rng r(static_cast<uint64_t>(round * 2 + t) + 101);
+        Rng r = Rng::seeded(static_cast<uint64_t>(round * 2 + t) + 101);
         std::vector<Item> mine;
         for (int i = 0; i < 400; ++i) {
           size_t n = mixed_size(r, static_cast<size_t>(i + 3));
@@ -457,7 +457,7 @@ TYPED_TEST(Threads, RemoteMediumFreesDuringOwnerChurn) {
     }
   });
   std::vector<void*> live(64, nullptr);
-  Rng r(5);
+  Rng r = Rng::seeded(5);
   const int iterations = 400000 / kWorkDivisor;
   for (int i = 0; i < iterations; ++i) {
     size_t k = r.below(live.size());

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "mpcalloc/mpcalloc.h"
+#include "support/rng.h"
 
 namespace {
 
@@ -64,16 +65,7 @@ void touch(void* p, size_t n, unsigned char v) {
   static_cast<unsigned char*>(p)[n - 1] = v;
 }
 
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return s;
-  }
-  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
-};
+using mpcalloc::test::Rng;
 
 void sleep_ms(unsigned ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 

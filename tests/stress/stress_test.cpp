@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "mpcalloc/mpcalloc.h"
+#include "support/rng.h"
 
 namespace {
 
@@ -46,16 +47,7 @@ constexpr size_t kMaxLive = 1500;    // per thread
 constexpr int kMaxLiveBig = 3;       // blocks > 1 MiB held per thread (bounds the RSS)
 constexpr size_t kBig = size_t{1} << 20;
 
-struct Rng {
-  uint64_t x;
-  uint64_t next() {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-  }
-  uint64_t below(uint64_t n) { return next() % n; }
-};
+using mpcalloc::test::Rng;
 
 // Mostly small, some medium 1K-1M, rare huge: the shape of real programs. Within a band the
 // size is log-uniform, so every size class gets traffic.
