@@ -86,6 +86,7 @@ typedef struct mpcalloc_stats_s {
   size_t mem_limit;            /* MPCALLOC_MEM_LIMIT in force, bytes (0: none) */
   size_t limit_hits;           /* mappings refused by the limit (allocations that failed) */
   size_t madvise_calls;        /* madvise calls made so far (purges, huge-page advice) */
+  size_t small_purged_bytes;   /* pages of unused small runs given back to the OS (mapped) */
 } mpcalloc_stats_t;
 
 void mpcalloc_stats_get(mpcalloc_stats_t* out);

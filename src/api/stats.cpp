@@ -43,6 +43,7 @@ StatsSnapshot stats_snapshot(StatsRead how) {
   t.small_bytes = s.small_segments * source::kSegmentSize;
   t.medium_bytes = s.medium_segments * source::kSegmentSize;
   t.medium_purged_bytes = chunks::medium_purged_bytes();
+  t.small_purged_bytes = chunks::small_purged_bytes();
   t.cached_segment_bytes = s.cached_segments;
   t.mem_limit = s.mem_limit;
   t.limit_hits = s.limit_hits;
@@ -95,6 +96,7 @@ constexpr Field kFields[] = {
     {"remote_frees", &mpcalloc_stats_t::remote_frees, false},
     {"small_bytes", &mpcalloc_stats_t::small_bytes, true},
     {"medium_bytes", &mpcalloc_stats_t::medium_bytes, true},
+    {"small_purged_bytes", &mpcalloc_stats_t::small_purged_bytes, true},
     {"medium_purged_bytes", &mpcalloc_stats_t::medium_purged_bytes, true},
     {"cached_segment_bytes", &mpcalloc_stats_t::cached_segment_bytes, true},
     {"mem_limit", &mpcalloc_stats_t::mem_limit, true},

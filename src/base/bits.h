@@ -13,5 +13,6 @@ constexpr unsigned log2_floor(size_t x) { return 63u - static_cast<unsigned>(__b
 constexpr size_t next_pow2(size_t x) { return x <= 1 ? 1 : size_t{1} << (log2_floor(x - 1) + 1); }
 // Index of the lowest set bit, x != 0.
 constexpr unsigned lowest_bit(uint64_t x) { return static_cast<unsigned>(__builtin_ctzll(x)); }
+constexpr unsigned popcount(uint64_t x) { return static_cast<unsigned>(__builtin_popcountll(x)); }
 
 }  // namespace mpcalloc::base

@@ -1,9 +1,11 @@
 // Small chunks: run refill, slow frees, collection of empty runs.
 #include "chunks/small.h"
 
+#include <atomic>
 #include <cstring>
 
 #include "base/bits.h"
+#include "os/os_env.h"
 #include "os/os_message.h"
 #include "source/block_source.h"
 
@@ -11,6 +13,8 @@ namespace mpcalloc::chunks {
 namespace {
 
 constexpr uint64_t kAllRunsFree = ~uint64_t{1};  // run 0 holds the headers
+
+std::atomic<size_t> g_small_purged{0};
 
 SmallSegment* small_segment(uintptr_t base) {
   return reinterpret_cast<SmallSegment*>(source::segment_header(base));
@@ -47,12 +51,27 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
     h = source::acquire_segment(source::SegmentKind::kSmall, s.owner, s.place);
     if (h == nullptr) return nullptr;
     ++s.segment_count;
-    reinterpret_cast<SmallSegment*>(h)->free_runs = kAllRunsFree;
+    SmallSegment* fresh = reinterpret_cast<SmallSegment*>(h);
+    fresh->free_runs = kAllRunsFree;
+    fresh->purged_runs = 0;
+    // A fresh mapping has nothing to give back; a segment from the cache may have resident
+    // pages anywhere, which age from now.
+    fresh->untouched_runs = h->is_zero ? kAllRunsFree : 0;
+    if (!h->is_zero) {
+      auto now = static_cast<uint32_t>(os::now_ms());
+      RunTable* t = reinterpret_cast<RunTable*>(source::segment_base(h));
+      for (unsigned i = 1; i < kRunsPerSegment; ++i) t->meta[i].counted_at = now;
+    }
     s.segments.push_front(h);
   }
   SmallSegment* seg = reinterpret_cast<SmallSegment*>(h);
   unsigned idx = base::lowest_bit(seg->free_runs);
   seg->free_runs &= ~(uint64_t{1} << idx);
+  seg->untouched_runs &= ~(uint64_t{1} << idx);
+  if ((seg->purged_runs & (uint64_t{1} << idx)) != 0) {
+    seg->purged_runs &= ~(uint64_t{1} << idx);
+    g_small_purged.fetch_sub(kRunSize, std::memory_order_relaxed);
+  }
   if (seg->free_runs == 0) s.segments.remove(h);
   RunMeta* r = &reinterpret_cast<RunTable*>(source::segment_base(h))->meta[idx];
   size_t bs = base::small_class_size(cls);
@@ -76,11 +95,17 @@ void release_run(SmallState& s, RunMeta* r) {
   run_owner_key(r) = nullptr;
   run_local_free(r) = nullptr;
   forget_count(r);
+  r->counted_at = static_cast<uint32_t>(os::now_ms());  // small_purge's age
   if (seg->free_runs == 0) s.segments.push_front(&seg->h);
   seg->free_runs |= uint64_t{1} << r->index;
   if (seg->free_runs == kAllRunsFree) {
     s.segments.remove(&seg->h);
     --s.segment_count;
+    if (seg->purged_runs != 0) {
+      g_small_purged.fetch_sub(base::popcount(seg->purged_runs) * kRunSize,
+                               std::memory_order_relaxed);
+      seg->purged_runs = 0;
+    }
     source::release_segment(&seg->h);
   }
 }
@@ -211,6 +236,36 @@ void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last) {
     s.partial[r->cls].push_back(r);
   }
 }
+
+size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy) {
+  size_t purged = 0;
+  auto now = static_cast<uint32_t>(now_ms);
+  for (source::SegmentHeader* h = s.segments.head; h != nullptr; h = h->next) {
+    SmallSegment* seg = reinterpret_cast<SmallSegment*>(h);
+    RunTable* t = reinterpret_cast<RunTable*>(source::segment_base(h));
+    uint64_t due = 0;
+    uint64_t resident = seg->free_runs & ~seg->purged_runs & ~seg->untouched_runs;
+    for (uint64_t bits = resident; bits != 0; bits &= bits - 1) {
+      unsigned i = base::lowest_bit(bits);
+      if (age_ms == 0 || now - t->meta[i].counted_at >= age_ms) due |= uint64_t{1} << i;
+    }
+    while (due != 0) {
+      unsigned first = base::lowest_bit(due);
+      uint64_t stretch = due & ~(due + (uint64_t{1} << first));  // the run of ones from first
+      size_t bytes = static_cast<size_t>(base::popcount(stretch)) * kRunSize;
+      void* start = reinterpret_cast<char*>(t) + (uintptr_t{first} << kRunShift);
+      if (os::purge(start, bytes, lazy)) {
+        seg->purged_runs |= stretch;
+        purged += bytes;
+      }
+      due &= ~stretch;
+    }
+  }
+  g_small_purged.fetch_add(purged, std::memory_order_relaxed);
+  return purged;
+}
+
+size_t small_purged_bytes() { return g_small_purged.load(std::memory_order_relaxed); }
 
 size_t small_collect(SmallState& s, bool all) {
   size_t released = 0;

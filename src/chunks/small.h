@@ -42,7 +42,8 @@ struct RunMeta {
   uint8_t pad0;
   // What the last count of local_free found: the list's head then (offset in the segment,
   // 0: no count since the list was last taken) and its length. The fast path only pushes in
-  // front, so the next count walks the newer blocks alone (see small_collect).
+  // front, so the next count walks the newer blocks alone (see small_collect). For an unused
+  // run, counted_at holds when it was released instead (low 32 bits of os::now_ms).
   uint16_t counted;
   uint8_t pad[2];
   uint32_t counted_at;
@@ -63,7 +64,9 @@ static_assert(sizeof(RunTable) == source::kRunTableBytes);
 // Small segments add the free-run bitmap to the source header.
 struct SmallSegment {
   source::SegmentHeader h;
-  uint64_t free_runs;  // bit i: run i unused
+  uint64_t free_runs;     // bit i: run i unused
+  uint64_t purged_runs;   // bit i: run i unused and its pages given back to the OS
+  uint64_t untouched_runs;  // bit i: run i unused since the segment came fresh from the OS
 };
 
 // With checks on, each run has an occupancy bitmap (1 = allocated) in the header run.
@@ -137,5 +140,11 @@ void small_check_block(const Block* b);
 // Releases runs with every block free; segments with every run unused go back to the source.
 // `all`: also the active runs. Returns the number of runs released.
 size_t small_collect(SmallState& s, bool all);
+// Gives the pages of unused runs back to the OS (MADV_DONTNEED, or MADV_FREE when `lazy`) in
+// the segments that stay because other runs are in use: runs released at least age_ms before
+// now_ms (age_ms 0: every unused run). Neighbouring runs go in one call. Returns the bytes.
+size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy);
+// Bytes of unused runs given back by small_purge and not used again since (all heaps).
+size_t small_purged_bytes();
 
 }  // namespace mpcalloc::chunks

@@ -32,6 +32,8 @@ void collect(Heap* h, bool all) {
   if (all) flush_class_lists(h);
   chunks::small_collect(h->small, all);
   if (all) {
+    // Runs left unused inside segments that other runs keep go back too.
+    chunks::small_purge(h->small, os::now_ms(), 0, lazy_purge());
     CheckGuard guard(h);
     chunks::medium_collect(h->medium);
     // What stays free inside the remaining medium segments goes back too (malloc_trim, a
@@ -63,6 +65,8 @@ void note_event(Heap* h) {
     chunks::medium_flush_quick_older(h->medium, decay / 2);
     chunks::medium_purge(h->medium, decay, lazy_purge());
   }
+  // Runs unused for the decay time, in segments that stay, give their pages back.
+  chunks::small_purge(h->small, now, decay, lazy_purge());
   decay_process(now);
   ensure_background();
 }

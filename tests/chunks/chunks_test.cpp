@@ -8,9 +8,12 @@
 #include <set>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include "chunks/huge.h"
 #include "chunks/medium.h"
 #include "chunks/small.h"
+#include "os/os_env.h"
 #include "os/os_memory.h"
 #include "source/block_source.h"
 
@@ -922,4 +925,84 @@ TEST(Small, FreshRunStartsWithAClearCheckBitmap) {
   ASSERT_EQ(run_segment_base(r), first) << "expected the cached segment back";
   const uint8_t* bits = run_check_bitmap(r);
   for (size_t i = 0; i < kCheckBitmapBytes; ++i) ASSERT_EQ(bits[i], 0) << "byte " << i;
+}
+
+namespace {
+// Pages of [p, p + n) in memory (p page-aligned).
+size_t resident_pages(const void* p, size_t n) {
+  size_t page = os::page_size();
+  std::vector<unsigned char> v(n / page);
+  EXPECT_EQ(mincore(const_cast<void*>(p), n, v.data()), 0);
+  size_t r = 0;
+  for (unsigned char c : v) r += c & 1;
+  return r;
+}
+}  // namespace
+
+TEST(Small, UnusedRunsOfASegmentInUseGiveTheirPagesBackWhenOldEnough) {
+  SmallState s = make_small();
+  unsigned cls = base::small_class_of(8192);
+  // Three runs handed out whole (8 blocks each), every block written.
+  RunMeta* run[3] = {};
+  std::vector<Block*> blocks[3];
+  std::vector<Block*> rest;  // blocks of the fourth run, now active
+  int n = 0;
+  while (n < 3 || s.active[cls] == run[2]) {
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    for (Block* next; l != nullptr; l = next) {
+      next = l->next;
+      RunMeta* r = run_of(l);
+      int i = 0;
+      while (i < n && run[i] != r) ++i;
+      if (i == n && n < 3) run[n++] = r;
+      if (i < 3) {
+        std::memset(l, 0x5a + i, 8192);
+        blocks[i].push_back(l);
+      } else {
+        rest.push_back(l);
+      }
+    }
+  }
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(run[i]->state, kRunFull);
+  ASSERT_EQ(run_segment_base(run[0]), run_segment_base(run[2]));
+  size_t base_purged = small_purged_bytes();
+  // Runs 0 and 1 are freed whole and released; run 2 (full) keeps the segment.
+  for (int i = 0; i < 2; ++i) {
+    for (Block* b : blocks[i]) small_free_local(s, run[i], b);
+  }
+  EXPECT_EQ(small_collect(s, false), 2u);
+  size_t run_pages = kRunSize / os::page_size();
+  ASSERT_EQ(resident_pages(run_start(run[0]), kRunSize), run_pages);
+  // Released just now: an age of an hour keeps them.
+  EXPECT_EQ(small_purge(s, os::now_ms(), 3600 * 1000, false), 0u);
+  EXPECT_EQ(resident_pages(run_start(run[1]), kRunSize), run_pages);
+  // Age 0: both go (neighbours: one call), the run in use stays whole.
+  uint64_t calls = os::counters().madvise_calls;
+  EXPECT_EQ(small_purge(s, os::now_ms(), 0, false), 2 * kRunSize);
+  EXPECT_EQ(os::counters().madvise_calls - calls, 1u);
+  EXPECT_EQ(resident_pages(run_start(run[0]), kRunSize), 0u);
+  EXPECT_EQ(resident_pages(run_start(run[1]), kRunSize), 0u);
+  EXPECT_EQ(resident_pages(run_start(run[2]), kRunSize), run_pages);
+  for (Block* b : blocks[2]) EXPECT_EQ(*reinterpret_cast<unsigned char*>(b) , 0x5c);
+  EXPECT_EQ(small_purged_bytes() - base_purged, 2 * kRunSize);
+  EXPECT_EQ(small_purge(s, os::now_ms(), 0, false), 0u);  // nothing new
+  // A new run takes a purged one back: no longer counted, and its blocks are usable.
+  unsigned other = base::small_class_of(64);
+  Block* l = small_refill(s, other);
+  ASSERT_NE(l, nullptr);
+  EXPECT_EQ(run_start(s.active[other]), run_start(run[0]));
+  EXPECT_EQ(small_purged_bytes() - base_purged, kRunSize);
+  for (Block* b = l; b != nullptr;) {
+    Block* next = b->next;
+    std::memset(b, 0x11, 64);
+    small_free_local(s, s.active[other], b);
+    b = next;
+  }
+  for (Block* b : blocks[2]) small_free_local(s, run[2], b);
+  for (Block* b : rest) small_free_local(s, run_of(b), b);
+  small_collect(s, true);
+  // Every run unused: the segment went back to the source, and so did its purged run.
+  EXPECT_EQ(s.segment_count, 0u);
+  EXPECT_EQ(small_purged_bytes(), base_purged);
 }

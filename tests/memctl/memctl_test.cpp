@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <malloc.h>
 #include <new>
 #include <string>
 #include <sys/resource.h>
@@ -443,4 +444,35 @@ TEST(MemCtl, HugePageAdviceFollowsTheOption) {
   }
   g_free(huge);
   g_free(small);
+}
+
+// malloc_trim(0) after freeing nearly every small block: the runs left unused inside segments
+// that a few survivors keep give their pages back (as glibc's trim gives back the free pages
+// inside its heap), and the survivors keep their contents.
+TEST(MemCtl, TrimGivesBackUnusedRunsAmongSurvivors) {
+  constexpr size_t kSize = 256;
+  constexpr size_t kCount = (200 * kMiB) / kSize;
+  constexpr size_t kKeepEvery = 1000;  // about one run in four keeps a block
+  std::vector<unsigned char*> blocks(kCount);
+  size_t start = rss_bytes();
+  for (size_t i = 0; i < kCount; ++i) {
+    blocks[i] = static_cast<unsigned char*>(g_malloc(kSize));
+    ASSERT_NE(blocks[i], nullptr);
+    memset(blocks[i], static_cast<int>(i & 0xff), kSize);
+  }
+  for (size_t i = 0; i < kCount; ++i) {
+    if (i % kKeepEvery != 0) g_free(blocks[i]);
+  }
+  size_t before = rss_bytes();
+  ASSERT_GT(before, start + 150 * kMiB) << "the freed runs were expected still resident";
+  malloc_trim(0);
+  size_t after = rss_bytes();
+  std::printf("RSS above start: %zu MiB before trim, %zu MiB after; small purged %zu MiB\n",
+              (before - start) / kMiB, (after - start) / kMiB, stats().small_purged_bytes / kMiB);
+  EXPECT_LE(after, before - 100 * kMiB) << "trim gave back too little";
+  EXPECT_GE(stats().small_purged_bytes, 100 * kMiB);
+  for (size_t i = 0; i < kCount; i += kKeepEvery) {
+    for (size_t k = 0; k < kSize; ++k) ASSERT_EQ(blocks[i][k], static_cast<unsigned char>(i & 0xff));
+    g_free(blocks[i]);
+  }
 }
