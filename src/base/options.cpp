@@ -25,7 +25,9 @@ constexpr OptionDesc kOptions[kOptCount] = {
      "or two decay times (plus 1/8) minus what it uses now, and at least this much. 0 keeps "
      "nothing: every free block goes back to the OS at once."},
     {"decay_ms", "MPCALLOC_DECAY_MS", OptionType::kMillis, 1000, nullptr, true,
-     "A cached free block unused for this many milliseconds is returned to the OS."},
+     "A cached free block unused for this many milliseconds is returned to the OS; so are "
+     "the pages of free medium chunks and of unused small runs inside segments still in use, "
+     "at the owning thread's maintenance."},
     {"numa", "MPCALLOC_NUMA", OptionType::kChoice, kNumaAuto, "auto|off|strict|interleave", false,
      "NUMA placement. `auto`: with more than one node, a thread bound to one node's CPUs gets "
      "memory of that node (also when memory is recycled), unbound threads get first-touch "
