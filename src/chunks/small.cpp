@@ -20,6 +20,15 @@ SmallSegment* small_segment(uintptr_t base) {
   return reinterpret_cast<SmallSegment*>(source::segment_header(base));
 }
 
+// The runs of `mask` take a new class or leave with their segment: what small_purge gave back
+// of them is no longer counted as purged.
+void unpurge(SmallSegment* seg, uint64_t mask) {
+  uint64_t was = seg->purged_runs & mask;
+  if (was == 0) return;
+  seg->purged_runs &= ~mask;
+  g_small_purged.fetch_sub(base::popcount(was) * kRunSize, std::memory_order_relaxed);
+}
+
 // Up to `bytes` of blocks from the bump area, as a list ending in `tail`.
 Block* carve(RunMeta* r, size_t bytes, Block* tail) {
   size_t bs = r->block_size;
@@ -66,12 +75,10 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
   }
   SmallSegment* seg = reinterpret_cast<SmallSegment*>(h);
   unsigned idx = base::lowest_bit(seg->free_runs);
-  seg->free_runs &= ~(uint64_t{1} << idx);
-  seg->untouched_runs &= ~(uint64_t{1} << idx);
-  if ((seg->purged_runs & (uint64_t{1} << idx)) != 0) {
-    seg->purged_runs &= ~(uint64_t{1} << idx);
-    g_small_purged.fetch_sub(kRunSize, std::memory_order_relaxed);
-  }
+  uint64_t bit = uint64_t{1} << idx;
+  seg->free_runs &= ~bit;
+  seg->untouched_runs &= ~bit;
+  unpurge(seg, bit);
   if (seg->free_runs == 0) s.segments.remove(h);
   RunMeta* r = &reinterpret_cast<RunTable*>(source::segment_base(h))->meta[idx];
   size_t bs = base::small_class_size(cls);
@@ -101,11 +108,7 @@ void release_run(SmallState& s, RunMeta* r) {
   if (seg->free_runs == kAllRunsFree) {
     s.segments.remove(&seg->h);
     --s.segment_count;
-    if (seg->purged_runs != 0) {
-      g_small_purged.fetch_sub(base::popcount(seg->purged_runs) * kRunSize,
-                               std::memory_order_relaxed);
-      seg->purged_runs = 0;
-    }
+    unpurge(seg, kAllRunsFree);
     source::release_segment(&seg->h);
   }
 }
