@@ -74,6 +74,14 @@ inline constexpr size_t kCheckBitmapOffset = 8192;
 inline constexpr size_t kCheckBitmapBytes = kRunSize / 16 / 8;  // one bit per 16-byte slot
 static_assert(kCheckBitmapOffset + kRunsPerSegment * kCheckBitmapBytes <= kRunSize);
 
+// Without checks the same area holds each run's free map: bit i set when the 16-byte slot i
+// starts a block of the part of local_free that the last count walked (valid while counted_at
+// marks a count). Reordering a partial run's list before reuse needs no second walk.
+inline uint64_t* run_free_map(const RunMeta* r);
+// A partial run taken back into use hands out its counted free blocks in address order when
+// at most this many came since the count (walked to complete the map); else in free order.
+inline constexpr unsigned kReorderWalk = 64;
+
 // A run's bump pointer and state are read by checked frees of other threads while the owner
 // carves the run: those reads and the owner's writes are relaxed atomics (plain moves).
 inline char* run_bump(const RunMeta* r) { return __atomic_load_n(&r->bump, __ATOMIC_RELAXED); }
@@ -103,6 +111,9 @@ inline uint32_t run_capacity(const RunMeta* r) {
 inline uint8_t* run_check_bitmap(const RunMeta* r) {
   return reinterpret_cast<uint8_t*>(run_segment_base(r) + kCheckBitmapOffset +
                                     r->index * kCheckBitmapBytes);
+}
+inline uint64_t* run_free_map(const RunMeta* r) {
+  return reinterpret_cast<uint64_t*>(run_check_bitmap(r));
 }
 
 // Per-heap small-object state.

@@ -443,6 +443,72 @@ TEST(Small, CollectCountsNewFreesOnlyAndForgetsTakenLists) {
   EXPECT_EQ(small_collect(s, true), 1u);  // every block free: released
 }
 
+namespace {
+// Frees `order` (indices into blocks) of run r, in that order.
+void free_in_order(SmallState& s, RunMeta* r, const std::vector<Block*>& blocks,
+                   const std::vector<size_t>& order) {
+  for (size_t i : order) small_free_local(s, r, blocks[i]);
+}
+
+// Refills class cls until partial run r becomes active again: the list it comes with.
+std::vector<Block*> refill_until_active(SmallState& s, unsigned cls, RunMeta* r) {
+  std::vector<Block*> got;
+  while (s.active[cls] != r) {
+    Block* l = small_refill(s, cls);
+    if (l == nullptr) break;
+    if (s.active[cls] != r) continue;
+    for (; l != nullptr; l = l->next) got.push_back(l);
+  }
+  return got;
+}
+}  // namespace
+
+// A partial run that a collection counted comes back into use with its free blocks in address
+// order (the next mallocs hand out neighbours), the few freed after the count included; with
+// more than kReorderWalk new ones, or never counted, in the order of the frees (newest first).
+// The set of blocks is exactly the freed one either way.
+TEST(Small, CountedPartialRunComesBackInAddressOrder) {
+  for (int variant = 0; variant < 3; ++variant) {
+    SCOPED_TRACE(variant == 0 ? "counted, few new" : variant == 1 ? "counted, many new" : "never counted");
+    SmallState s = make_small();
+    unsigned cls = base::small_class_of(48);
+    std::vector<Block*> all;
+    RunMeta* first = nullptr;
+    ASSERT_NO_FATAL_FAILURE(fill_active_run(s, cls, &first, &all));
+    ASSERT_GT(all.size(), 600u);
+    std::vector<size_t> idx;
+    for (size_t i = 0; i < all.size(); i += 3) idx.push_back(i);
+    std::shuffle(idx.begin(), idx.end(), std::mt19937(42 + variant));
+    size_t late = variant == 1 ? kReorderWalk + 1 : 5;
+    std::vector<size_t> before(idx.begin(), idx.end() - static_cast<long>(late));
+    std::vector<size_t> after(idx.end() - static_cast<long>(late), idx.end());
+    free_in_order(s, first, all, before);
+    if (variant != 2) {
+      EXPECT_EQ(small_collect(s, false), 0u);
+      EXPECT_EQ(first->counted, before.size());
+    }
+    free_in_order(s, first, all, after);
+    std::vector<Block*> got = refill_until_active(s, cls, first);
+    ASSERT_EQ(s.active[cls], first);
+    EXPECT_EQ(first->counted, 0u);
+    std::vector<Block*> want;
+    for (size_t i : idx) want.push_back(all[i]);
+    if (variant == 0) {
+      std::sort(want.begin(), want.end());
+    } else {
+      std::reverse(want.begin(), want.end());  // the list is a stack of the frees
+    }
+    EXPECT_EQ(got, want);
+    // Everything back: the run is released whole.
+    for (Block* b : got) small_free_local(s, first, b);
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (i % 3 != 0) small_free_local(s, first, all[i]);
+    }
+    EXPECT_GE(small_collect(s, true), 1u);
+    EXPECT_EQ(run_state(first), kRunUnused);
+  }
+}
+
 TEST(Small, SetKeyRekeysActiveAndPartialRuns) {
   SmallState s = make_small();
   unsigned big = base::small_class_of(8192), tiny = base::small_class_of(16);
