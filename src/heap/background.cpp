@@ -49,15 +49,10 @@ void start_purger() {
 
 }  // namespace
 
-void ensure_background() {
+void ensure_background(bool needed) {
   if (g_running.load(std::memory_order_relaxed)) return;
   long long mode = base::option(base::kOptBackground);
-  if (mode == 0 || (mode == base::kAutoValue && !source::cache_past_floor())) return;
-  start_purger();
-}
-
-void ensure_background_for_pool() {
-  if (g_running.load(std::memory_order_relaxed) || base::option(base::kOptBackground) == 0) return;
+  if (mode == 0 || (mode == base::kAutoValue && !needed && !source::cache_past_floor())) return;
   start_purger();
 }
 

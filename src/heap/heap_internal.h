@@ -130,11 +130,11 @@ inline constexpr uint64_t kCollectBeforeHuge = 64;  // a new huge block first co
 void decay_process(uint64_t now);
 
 // ---- background purger (background.cpp) ----
-// Starts the background thread if MPCALLOC_BACKGROUND=1 and it is not running (lazily: at the
-// first heap, and after fork in the child). Call where a nested malloc is harmless.
-void ensure_background();
-// The same in auto mode when ended threads' heaps hold more than the cache budget.
-void ensure_background_for_pool();
+// Starts the background thread if it is not running (lazily: at the first heap, and after fork
+// in the child): with MPCALLOC_BACKGROUND=1 always; in auto mode once the cache has passed
+// its floor, or when `needed` (ended threads' heaps hold more than the cache budget). Call
+// where a nested malloc is harmless.
+void ensure_background(bool needed = false);
 void background_fork_child();
 
 // ---- routing without checks (route.cpp) ----

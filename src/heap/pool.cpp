@@ -114,7 +114,7 @@ void thread_exit(void* arg) {
   }
   // Memory of ended threads waits in the pool: if it is more than the cache budget, the
   // background purger (auto mode) must be there to give it back should nobody adopt it.
-  if (pooled > static_cast<size_t>(base::option(base::kOptCacheMax))) ensure_background_for_pool();
+  if (pooled > static_cast<size_t>(base::option(base::kOptCacheMax))) ensure_background(true);
 }
 
 Heap* acquire_heap() {
