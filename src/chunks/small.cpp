@@ -212,7 +212,7 @@ Block* address_order(RunMeta* r, Block* list) {
   Block** link = &head;
   for (size_t w = 0; w < words; ++w) {
     for (uint64_t m = bits[w]; m != 0; m &= m - 1) {
-      Block* b = reinterpret_cast<Block*>(start + ((w * 64 + __builtin_ctzll(m)) << 4));
+      Block* b = reinterpret_cast<Block*>(start + ((w * 64 + base::lowest_bit(m)) << 4));
       *link = b;
       link = &b->next;
     }
