@@ -9,6 +9,7 @@
 #include "os/os_memory.h"
 #include "os/os_numa.h"
 #include "source/block_source.h"
+#include "source/mappings.h"
 #include "source/place.h"
 #include "source/registry.h"
 
@@ -26,6 +27,7 @@ std::atomic<int> g_thp{0};
 std::atomic<bool> g_past_floor{false};  // set once: some place cached more than the floor
 std::atomic<uint64_t> g_last_decay_ms{0};
 constinit NumaConfig g_numa{false, false, 1};
+std::atomic<uint32_t> g_mapping_ids{0};
 
 // Caller holds pl.lock. Takes blocks out of the cache until it fits `budget`, oldest first,
 // and (max_age_ms != 0) every block older than max_age_ms. Returns them as a chain.
@@ -52,14 +54,15 @@ SegmentHeader* merge_neighbours_locked(Place& pl, SegmentHeader* seg) {
     SegmentHeader* next = s->next;
     uintptr_t sb = segment_base(s);
     uintptr_t b = segment_base(seg);
-    if (sb == b + seg->map_size) {  // right neighbour
+    // Neighbours whose mappings would not fit one block's records stay apart.
+    if (sb == b + seg->map_size && mappings_append(seg, s, seg->map_size)) {  // right neighbour
       pl.huge.remove(s);
       pl.cached_bytes -= s->map_size;
       seg->map_size += s->map_size;
       seg->is_zero = seg->is_zero && s->is_zero;
       registry_set(sb, false);
       next = pl.huge.head;  // restart: the merged block may now touch another one
-    } else if (sb + s->map_size == b) {  // left neighbour
+    } else if (sb + s->map_size == b && mappings_append(s, seg, s->map_size)) {  // left neighbour
       pl.huge.remove(s);
       pl.cached_bytes -= s->map_size;
       s->map_size += seg->map_size;
@@ -104,6 +107,15 @@ void empty_all_caches() { trim_cache(); }
 }  // namespace
 
 Place& place_of(int place) { return g_places[place]; }
+
+uint32_t new_mapping_id() {
+  uint32_t id;
+  do {
+    id = g_mapping_ids.fetch_add(1, std::memory_order_relaxed) + 1;
+  } while (id == 0);
+  return id;
+}
+
 size_t cache_budget() { return g_cache_max.load(std::memory_order_relaxed); }
 uint64_t decay_ms() { return g_decay_ms.load(std::memory_order_relaxed); }
 
@@ -204,6 +216,7 @@ SegmentHeader* map_block(size_t size, int place, bool segment) {
   }
   SegmentHeader* seg = segment_header(base);
   init_header(seg, SegmentKind::kNone, nullptr, size, true);
+  mappings_fresh(seg);
   seg->is_segment = segment;
   seg->node = place;
   g_place_used[place].store(true, std::memory_order_relaxed);
@@ -316,6 +329,7 @@ SegmentHeader* cache_take_huge(Place& pl, size_t map_size) {
     uintptr_t tail_base = segment_base(found) + split_at;
     SegmentHeader* tail = segment_header(tail_base);
     init_header(tail, SegmentKind::kNone, nullptr, found->map_size - split_at, found->is_zero);
+    mappings_split(found, tail, split_at);
     tail->node = found->node;
     tail->cached_at_ms = found->cached_at_ms;
     registry_set(tail_base, true);

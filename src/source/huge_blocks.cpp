@@ -5,6 +5,7 @@
 #include "base/bits.h"
 #include "os/os_memory.h"
 #include "source/block_source.h"
+#include "source/mappings.h"
 #include "source/place.h"
 #include "source/registry.h"
 
@@ -69,11 +70,22 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
   if (new_map_size == old_size) return seg;
   bool in_use = seg->kind == SegmentKind::kHuge;
   size_t growth = new_map_size > old_size ? new_map_size - old_size : 0;
-  if (growth != 0 && !charge(growth)) return nullptr;
-  if (os::remap_in_place(reinterpret_cast<void*>(base), old_size, new_map_size)) {
+  if (growth != 0 && (!mappings_fit_size(new_map_size) || !charge(growth))) return nullptr;
+  // The last mapping grows or shrinks in place; a shrink past its start unmaps the tail.
+  size_t last = mapping_offset(seg, seg->mappings - 1);
+  bool done = new_map_size > last
+                  ? os::remap_in_place(reinterpret_cast<void*>(base + last), old_size - last, new_map_size - last)
+                  : os::unmap(reinterpret_cast<void*>(base + new_map_size), old_size - new_map_size);
+  if (done) {
     seg->map_size = new_map_size;
+    mappings_truncate(seg, new_map_size);
   } else {
-    if (new_map_size < old_size) return nullptr;
+    // Only a growth moves, and only a block of one mapping (several would move one by one,
+    // and a refusal half way could not be undone: the range left may be another's by then).
+    if (new_map_size < old_size || seg->mappings != 1) {
+      if (growth != 0) uncharge(growth);
+      return nullptr;
+    }
     // Move to a fresh aligned range: reserve it, then mremap onto it (pages move, no copy).
     size_t over = new_map_size + kSegmentSize;
     void* r = os::reserve(over);
@@ -100,6 +112,7 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
     os::unmap(reinterpret_cast<void*>(target + new_map_size), rs + over - (target + new_map_size));
     seg = segment_header(target);
     seg->map_size = new_map_size;
+    seg->mapping_id[0] = new_mapping_id();  // a mapping of its own now
   }
   if (new_map_size < old_size) uncharge(old_size - new_map_size);
   account_resize(place_of(seg), static_cast<long>(new_map_size) - static_cast<long>(old_size),
@@ -111,6 +124,9 @@ bool migrate_huge(SegmentHeader* seg, int node) {
   if (node < 0 || node >= kMaxNodes) return false;
   Place& from = place_of(seg);
   if (!bind_to(reinterpret_cast<void*>(segment_base(seg)), seg->map_size, node, true)) return false;
+  // The policy cuts the mappings at the block's ends: they no longer continue into neighbours.
+  seg->mapping_id[0] = new_mapping_id();
+  seg->mapping_id[seg->mappings - 1] = new_mapping_id();
   if (seg->node == node) return true;
   // The block now lives at `node`: count it there, and cache it there when it is freed.
   account_huge(from, -1, seg->map_size);

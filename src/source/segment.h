@@ -12,6 +12,8 @@ inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;
 inline constexpr uintptr_t kSegmentMask = kSegmentSize - 1;
 inline constexpr size_t kRunTableBytes = 4096;
 inline constexpr uint64_t kSegmentMagic = 0x6d7063616c6c6f63ull;  // "mpcalloc"
+// How many kernel mappings one huge block may be made of (see mappings.h).
+inline constexpr int kMaxMappings = 32;
 
 enum class SegmentKind : uint32_t { kNone = 0, kSmall = 1, kMedium = 2, kHuge = 3 };
 
@@ -26,6 +28,11 @@ struct SegmentHeader {
   uint64_t cached_at_ms; // when it entered the cache (decay)
   bool is_zero;          // every byte past the headers reads as zero
   bool is_segment;       // a kSegmentSize segment (small/medium), not a huge block
+  // The kernel mappings the block spans, in address order (mappings.h): where each starts, in
+  // 4 KiB units from the base, and which mapping it is part of.
+  uint8_t mappings;
+  uint32_t mapping_start[kMaxMappings];
+  uint32_t mapping_id[kMaxMappings];
 };
 
 // The segment header for any address inside a segment's first kSegmentSize bytes.
