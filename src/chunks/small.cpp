@@ -2,6 +2,7 @@
 #include "chunks/small.h"
 
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 
 #include "base/bits.h"
@@ -301,7 +302,10 @@ size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy) {
     uint64_t resident = seg->free_runs & ~seg->purged_runs & ~seg->untouched_runs;
     for (uint64_t bits = resident; bits != 0; bits &= bits - 1) {
       unsigned i = base::lowest_bit(bits);
-      if (age_ms == 0 || now - t->meta[i].counted_at >= age_ms) due |= uint64_t{1} << i;
+      // A run released after `now` was read (the owner's collection released it a clock tick
+      // later) is young, not 2^32 ms old.
+      uint32_t age = now - t->meta[i].counted_at;
+      if (age_ms == 0 || (age <= UINT32_MAX / 2 && age >= age_ms)) due |= uint64_t{1} << i;
     }
     while (due != 0) {
       unsigned first = base::lowest_bit(due);
