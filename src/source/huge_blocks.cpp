@@ -23,19 +23,6 @@ bool prepare_reused(SegmentHeader* seg, bool want_zero) {
   return zero;
 }
 
-// Address space (PROT_NONE) of `size` bytes aligned to kSegmentSize, the slack around it given
-// back: the target of a block being joined or moved. 0 when the kernel refused.
-uintptr_t reserve_aligned(size_t size) {
-  size_t over = size + kSegmentSize;
-  void* r = os::reserve(over);
-  if (r == nullptr) return 0;
-  uintptr_t rs = reinterpret_cast<uintptr_t>(r);
-  uintptr_t target = base::align_up(rs, kSegmentSize);
-  os::unmap(r, target - rs);
-  os::unmap(reinterpret_cast<void*>(target + size), rs + over - (target + size));
-  return target;
-}
-
 // Cached pieces that together cover a request no single cached block fits (a chain from
 // cache_take_huge, largest first, at most kMaxMappings - 1 of them) become one block of at
 // least map_size bytes, in an aligned range reserved for it: their pages are moved there end to
@@ -64,20 +51,25 @@ SegmentHeader* join_pieces(SegmentHeader* chain, size_t map_size) {
   }
   // An aligned range for the block. The fresh part is charged now; the pieces' charge carries
   // over to the block.
-  uintptr_t target = 0;
+  size_t over = size + kSegmentSize;
+  void* r = nullptr;
   if (fresh == 0 || charge(fresh)) {
-    target = reserve_aligned(size);
-    if (target == 0 && fresh != 0) uncharge(fresh);
+    r = os::reserve(over);
+    if (r == nullptr && fresh != 0) uncharge(fresh);
   }
-  if (target != 0 && !registry_set(target, true)) {
-    os::unmap(reinterpret_cast<void*>(target), size);
+  uintptr_t rs = reinterpret_cast<uintptr_t>(r);
+  uintptr_t target = base::align_up(rs, kSegmentSize);
+  if (r != nullptr && !registry_set(target, true)) {
+    os::unmap(r, over);
     if (fresh != 0) uncharge(fresh);
-    target = 0;
+    r = nullptr;
   }
-  if (target == 0) {
+  if (r == nullptr) {
     for (int k = 0; k < pieces; ++k) cache_put(piece[k], true);
     return nullptr;
   }
+  os::unmap(r, target - rs);
+  os::unmap(reinterpret_cast<void*>(target + size), rs + over - (target + size));
   SegmentHeader block{};  // the records; the header itself arrives with the first piece
   int moved = 0;          // pieces whose pages (some or all) are at the target
   bool ok = true;
@@ -212,11 +204,14 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
       return nullptr;
     }
     // Move to a fresh aligned range: reserve it, then mremap onto it (pages move, no copy).
-    uintptr_t target = reserve_aligned(new_map_size);
-    if (target == 0) {
+    size_t over = new_map_size + kSegmentSize;
+    void* r = os::reserve(over);
+    if (r == nullptr) {
       uncharge(growth);
       return nullptr;
     }
+    uintptr_t rs = reinterpret_cast<uintptr_t>(r);
+    uintptr_t target = base::align_up(rs, kSegmentSize);
     // The old range is free for the kernel to hand out (to another thread's new segment) the
     // moment mremap returns: its registration goes first, or it would be cleared afterwards
     // under that segment's feet.
@@ -226,10 +221,12 @@ SegmentHeader* resize_huge(SegmentHeader* seg, size_t new_map_size) {
                       reinterpret_cast<void*>(target))) {
       registry_set(target, false);
       registry_set(base, true);
-      os::unmap(reinterpret_cast<void*>(target), new_map_size);
+      os::unmap(r, over);
       uncharge(growth);
       return nullptr;
     }
+    os::unmap(r, target - rs);
+    os::unmap(reinterpret_cast<void*>(target + new_map_size), rs + over - (target + new_map_size));
     seg = segment_header(target);
     seg->map_size = new_map_size;
     seg->mapping_id[0] = new_mapping_id();  // a mapping of its own now
