@@ -1,5 +1,5 @@
-// Huge blocks: taken from the place's cache (best fit, split, cached pieces joined or grown with
-// mremap) or mapped fresh; resized without copying; over-aligned mappings. Layer source.
+// Huge blocks: taken from the place's cache (best fit, split, grown with mremap) or mapped
+// fresh; resized without copying; over-aligned mappings. Layer source.
 #include <cstring>
 
 #include "base/bits.h"
@@ -23,137 +23,20 @@ bool prepare_reused(SegmentHeader* seg, bool want_zero) {
   return zero;
 }
 
-// Cached pieces that together cover a request no single cached block fits (a chain from
-// cache_take_huge, largest first, at most kMaxMappings - 1 of them) become one block of at
-// least map_size bytes, in an aligned range reserved for it: their pages are moved there end to
-// end, mapping by mapping (mremap to a fixed address: the page tables move, no page is faulted
-// in or copied), and fresh memory covers the rest. nullptr when the kernel refused a call: the
-// pieces whose pages had not moved yet are cached again, the others are unmapped (free memory:
-// nothing is lost but pages to fault in again).
-SegmentHeader* join_pieces(SegmentHeader* chain, size_t map_size) {
-  SegmentHeader* piece[kMaxMappings];
-  size_t piece_size[kMaxMappings];  // read before the header moves away
-  int pieces = 0;
-  size_t covered = 0;
-  bool zero = true;
-  for (SegmentHeader* p = chain; p != nullptr; p = p->next) {
-    piece_size[pieces] = p->map_size;
-    piece[pieces++] = p;
-    covered += p->map_size;
-    zero = zero && p->is_zero;
-  }
-  size_t size = covered > map_size ? covered : map_size;
-  size_t fresh = size - covered;
-  int place = chain->node;
-  if (!mappings_fit_size(size)) {  // past 16 TiB: a fresh mapping, if anything
-    for (int k = 0; k < pieces; ++k) cache_put(piece[k], true);
-    return nullptr;
-  }
-  // An aligned range for the block. The fresh part is charged now; the pieces' charge carries
-  // over to the block.
-  size_t over = size + kSegmentSize;
-  void* r = nullptr;
-  if (fresh == 0 || charge(fresh)) {
-    r = os::reserve(over);
-    if (r == nullptr && fresh != 0) uncharge(fresh);
-  }
-  uintptr_t rs = reinterpret_cast<uintptr_t>(r);
-  uintptr_t target = base::align_up(rs, kSegmentSize);
-  if (r != nullptr && !registry_set(target, true)) {
-    os::unmap(r, over);
-    if (fresh != 0) uncharge(fresh);
-    r = nullptr;
-  }
-  if (r == nullptr) {
-    for (int k = 0; k < pieces; ++k) cache_put(piece[k], true);
-    return nullptr;
-  }
-  os::unmap(r, target - rs);
-  os::unmap(reinterpret_cast<void*>(target + size), rs + over - (target + size));
-  SegmentHeader block{};  // the records; the header itself arrives with the first piece
-  int moved = 0;          // pieces whose pages (some or all) are at the target
-  bool ok = true;
-  for (size_t at = 0; ok && moved < pieces; ++moved) {
-    SegmentHeader copy = *piece[moved];  // its header moves with its first mapping
-    uintptr_t from = segment_base(piece[moved]);
-    // Unregistered first: once mremap returns, the old range may be another thread's mapping.
-    registry_set(from, false);
-    for (int i = 0; i < copy.mappings; ++i) {
-      size_t off = mapping_offset(&copy, i), len = mapping_end(&copy, i) - off;
-      if (!os::remap_to(reinterpret_cast<void*>(from + off), len, len,
-                        reinterpret_cast<void*>(target + at + off))) {
-        ok = false;
-        if (i == 0) {
-          registry_set(from, true);  // untouched: cached again below
-          --moved;
-        } else {
-          os::unmap(reinterpret_cast<void*>(from + off), copy.map_size - off);
-        }
-        break;
-      }
-      mappings_add(&block, at + off, new_mapping_id());
-    }
-    // Its header is user memory now: cleared, or the block would not read zero.
-    if (ok && zero && at != 0) {
-      std::memset(reinterpret_cast<void*>(target + at), 0, kRunTableBytes + sizeof(SegmentHeader));
-    }
-    at += copy.map_size;
-  }
-  if (ok && fresh != 0) {
-    void* f = reinterpret_cast<void*>(target + covered);
-    ok = os::map_over_reserved(f, fresh);
-    if (ok) {
-      prepare_fresh(f, fresh, place, false);
-      mappings_add(&block, covered, new_mapping_id());
-    }
-  }
-  Place& pl = place_of(place);
-  if (!ok) {
-    registry_set(target, false);
-    os::unmap(reinterpret_cast<void*>(target), size);
-    if (fresh != 0) uncharge(fresh);
-    for (int k = 0; k < pieces; ++k) {
-      if (k >= moved) {
-        cache_put(piece[k], true);
-      } else {
-        account_resize(pl, -static_cast<long>(piece_size[k]), false);
-        uncharge(piece_size[k]);
-      }
-    }
-    return nullptr;
-  }
-  account_resize(pl, static_cast<long>(fresh), false);
-  SegmentHeader* seg = segment_header(target);
-  seg->map_size = size;
-  seg->is_zero = zero;
-  seg->mappings = block.mappings;
-  for (int i = 0; i < block.mappings; ++i) {
-    seg->mapping_start[i] = block.mapping_start[i];
-    seg->mapping_id[i] = block.mapping_id[i];
-  }
-  return seg;
-}
-
 }  // namespace
 
 SegmentHeader* acquire_huge(size_t map_size, bool want_zero, int place) {
   map_size = base::align_up(map_size, os::page_size());
   Place& pl = place_of(place);
   if (SegmentHeader* found = cache_take_huge(pl, map_size)) {
-    // One block too small, of one mapping: grown (in place when it can be). Otherwise pieces
-    // to join. When that fails, they are cached again and the request falls through to a
-    // fresh mapping.
+    bool zero = prepare_reused(found, want_zero);
     SegmentHeader* seg = found;
     if (found->map_size < map_size) {
-      if (found->next == nullptr && found->mappings == 1) {
-        seg = resize_huge(found, map_size);
-        if (seg == nullptr) cache_put(found, true);
-      } else {
-        seg = join_pieces(found, map_size);
-      }
+      seg = resize_huge(found, map_size);
+      // Could not grow it: give it back and fall through to a fresh mapping.
+      if (seg == nullptr) cache_put(found, true);
     }
     if (seg != nullptr) {
-      bool zero = prepare_reused(seg, want_zero);
       init_header(seg, SegmentKind::kHuge, nullptr, seg->map_size, zero);
       account_huge(pl, +1, seg->map_size);
       return seg;
