@@ -92,6 +92,16 @@ void* map(size_t size, void* hint) { return map_with(hint, size, PROT_READ | PRO
 
 void* reserve(size_t size) { return map_with(nullptr, size, PROT_NONE); }
 
+bool map_over_reserved(void* addr, size_t size) {
+  if (injected_failure()) return false;
+  g_mmap.fetch_add(1, std::memory_order_relaxed);
+  ErrnoKeeper keep;
+  void* p = ::mmap(addr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  kernel_acquire();
+  return p == addr;
+}
+
 bool unmap(void* addr, size_t size) {
   if (size == 0) return true;
   g_munmap.fetch_add(1, std::memory_order_relaxed);

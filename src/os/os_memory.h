@@ -26,6 +26,8 @@ void* map(size_t size, void* hint = nullptr);
 MapResult map_aligned(size_t size, size_t alignment);
 // Address space only (PROT_NONE), for building aligned targets.
 void* reserve(size_t size);
+// Fresh read/write pages over [addr, addr+size), a part of our own reservation.
+bool map_over_reserved(void* addr, size_t size);
 bool unmap(void* addr, size_t size);
 // Resize in place (no move); false if the kernel could not.
 bool remap_in_place(void* addr, size_t old_size, size_t new_size);

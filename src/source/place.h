@@ -68,6 +68,9 @@ void init_header(SegmentHeader* seg, SegmentKind kind, void* owner, size_t map_s
 // limit, bound to the place's node(s), with the huge-page advice of MPCALLOC_THP (`segment`:
 // for small/medium chunks). nullptr when out of memory or past the limit.
 void* map_fresh(size_t size, size_t align, int place, bool segment);
+// What map_fresh does to a fresh range before anything touches it: NUMA binding, huge-page
+// advice.
+void prepare_fresh(void* addr, size_t size, int place, bool segment);
 // A fresh mapping of `size` bytes aligned to kSegmentSize for `place`: registered, counted,
 // header set up (kind kNone, is_zero). nullptr when out of memory or past the memory limit
 // (after the caches were emptied to make room).
@@ -93,8 +96,10 @@ size_t cache_dirty_segments(Place& pl);
 // mode, nor without NUMA. The block keeps its own place (it is cached there when freed).
 SegmentHeader* take_foreign(int place, size_t map_size, bool huge);
 // Takes the best-fitting free huge block of at least map_size bytes, splitting a much larger
-// one at a segment boundary (the tail stays cached); otherwise the largest smaller one, for
-// the caller to grow. nullptr: the cache has no huge block.
+// one at a segment boundary (the tail stays cached). When none is that large: a chain (linked
+// through `next`) of the largest ones, largest first, that together cover map_size (the last
+// one split if it is much larger than what is left to cover), or the whole cache if it cannot,
+// for the caller to join. nullptr: the cache has no huge block.
 SegmentHeader* cache_take_huge(Place& pl, size_t map_size);
 
 // Caches a free block (or unmaps it when it alone exceeds the budget); huge blocks merge with

@@ -451,6 +451,39 @@ static void scenario_cache_grow(void) {
   if (g_totals.mremaps == 0) fail("no mremap call: the cached block was not grown");
 }
 
+/* A request larger than every cached block joins several of them: their pages move (mremap
+ * to a fixed address) into one new range, and each old range leaves the address space. */
+static void scenario_cache_join(void) {
+  malloc_trim(0); /* start from an empty cache */
+  char* a = malloc(6 * MIB);
+  char* fence_a = malloc(3 * MIB); /* kept: a and b must not merge in the cache */
+  char* b = malloc(5 * MIB);
+  char* fence_b = malloc(3 * MIB);
+  if (a == NULL || fence_a == NULL || b == NULL || fence_b == NULL) { fail("malloc failed"); return; }
+  watch(a, 6 * MIB, "a cached block joined with another");
+  watch(b, 5 * MIB, "the other cached block joined");
+  free(a);
+  free(b);
+  mpcalloc_stats_t s0, s1;
+  mpcalloc_stats_get(&s0);
+  printf("  malloc(10 MiB) with 6 and 5 MiB blocks cached apart ...\n");
+  fflush(stdout);
+  Step s = step_begin("malloc 10 MiB from two cached blocks");
+  char* q = malloc(10 * MIB);
+  if (q == NULL) { fail("malloc failed"); return; }
+  step_end(&s);
+  mpcalloc_stats_get(&s1);
+  if (s1.mapped_bytes > s0.mapped_bytes) fail("the blocks were not joined: %zu bytes mapped anew",
+                                              (size_t)(s1.mapped_bytes - s0.mapped_bytes));
+  if (s1.mremap_calls - s0.mremap_calls < 2) fail("fewer than two mremap calls: nothing moved");
+  /* The pages came along: what the program wrote in them is there, not faulted-in zeros. */
+  if ((unsigned char)q[MIB] != 0xa5) fail("the joined block does not hold the cached pages");
+  memset(q, 1, 10 * MIB);
+  free(q);
+  free(fence_a);
+  free(fence_b);
+}
+
 typedef struct {
   const char* name;
   void (*run)(void);
@@ -465,6 +498,7 @@ static const Scenario kScenarios[] = {
     {"mremap", scenario_mremap},
     {"segments", scenario_segments},
     {"cache_grow", scenario_cache_grow},
+    {"cache_join", scenario_cache_join},
     {"medium_purge", scenario_medium_purge},
 };
 
