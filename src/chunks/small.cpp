@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "base/bits.h"
+#include "base/clock.h"
 #include "os/os_env.h"
 #include "os/os_message.h"
 #include "source/block_source.h"
@@ -304,8 +305,7 @@ size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy) {
       unsigned i = base::lowest_bit(bits);
       // A run released after `now` was read (the owner's collection released it a clock tick
       // later) is young, not 2^32 ms old.
-      uint32_t age = now - t->meta[i].counted_at;
-      if (age_ms == 0 || (age <= UINT32_MAX / 2 && age >= age_ms)) due |= uint64_t{1} << i;
+      if (age_ms == 0 || base::aged(t->meta[i].counted_at, now, age_ms)) due |= uint64_t{1} << i;
     }
     while (due != 0) {
       unsigned first = base::lowest_bit(due);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "base/clock.h"
 #include "base/intrusive_list.h"
 #include "base/spinlock.h"
 #include "source/block_source.h"
@@ -37,10 +38,10 @@ struct Place {
   size_t foreign_bytes;  // handed out here from another place's cache (auto mode, no memory)
 };
 
-// Whether a block cached at `cached_at` (ms) has been unused for max_age ms at `now`. A block
-// cached after `now` was read (by a thread that read the clock later) is young, not 2^64 ms old.
+// Whether a block cached at `cached_at` (ms) has been unused for max_age ms at `now` (0: no
+// decay). A block cached after `now` was read is young (base::aged).
 constexpr bool decayed(uint64_t cached_at, uint64_t now, uint64_t max_age) {
-  return max_age != 0 && now > cached_at && now - cached_at >= max_age;
+  return max_age != 0 && base::aged(cached_at, now, max_age);
 }
 
 Place& place_of(int place);

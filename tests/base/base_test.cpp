@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/bits.h"
+#include "base/clock.h"
 #include "base/intrusive_list.h"
 #include "base/mpsc_stack.h"
 #include "base/options.h"
@@ -509,4 +510,20 @@ TEST(Options, SetAtRunTimeParsesLikeTheEnvironmentAndKeepsTheOldValueOnErrors) {
   EXPECT_EQ(option_set("check", "1"), SetResult::kFixed);
   EXPECT_EQ(option(kOptCheck), 0);
   EXPECT_EQ(option_set("decay_ms", std::to_string(before).c_str()), SetResult::kOk);
+}
+
+// A stamp's age, on a clock read out of order or stored in 32 bits of a 64-bit clock.
+TEST(Clock, AgedCountsStampsAfterNowAsYoungAndSurvivesTheWrap) {
+  using mpcalloc::base::aged;
+  EXPECT_TRUE(aged<uint64_t>(100, 400, 300));
+  EXPECT_FALSE(aged<uint64_t>(100, 399, 300));
+  EXPECT_TRUE(aged<uint64_t>(100, 100, 0));
+  EXPECT_FALSE(aged<uint64_t>(401, 400, 0)) << "stamped after now: not aged at all";
+  EXPECT_FALSE(aged<uint64_t>(401, 400, 300));
+  // 32-bit stamps: a tick after now is young; across the wrap, ages still count.
+  EXPECT_FALSE(aged<uint32_t>(1004, 1000, 300));
+  EXPECT_TRUE(aged<uint32_t>(UINT32_MAX - 99, 200, 300));
+  EXPECT_FALSE(aged<uint32_t>(UINT32_MAX - 99, 199, 301));
+  // An age longer than half the 32-bit range is never reached.
+  EXPECT_FALSE(aged<uint32_t>(0, UINT32_MAX / 2, uint64_t{1} << 40));
 }
