@@ -46,6 +46,12 @@ SegmentHeader* evict_locked(Place& pl, size_t budget, uint64_t max_age_ms, uint6
   return out;
 }
 
+// Caller holds pl.lock. Takes a cached huge block out of the cache.
+void remove_huge_locked(Place& pl, SegmentHeader* s) {
+  pl.huge.remove(s);
+  pl.cached_bytes -= s->map_size;
+}
+
 // Caller holds pl.lock. Merges a free huge block with cached blocks right before and after it
 // in the address space (pieces of one earlier split, or mappings that happen to touch), so a
 // large request can take them back whole. Returns the merged block (not in the list).
@@ -56,15 +62,13 @@ SegmentHeader* merge_neighbours_locked(Place& pl, SegmentHeader* seg) {
     uintptr_t b = segment_base(seg);
     // Neighbours whose mappings would not fit one block's records stay apart.
     if (sb == b + seg->map_size && mappings_append(seg, s, seg->map_size)) {  // right neighbour
-      pl.huge.remove(s);
-      pl.cached_bytes -= s->map_size;
+      remove_huge_locked(pl, s);
       seg->map_size += s->map_size;
       seg->is_zero = seg->is_zero && s->is_zero;
       registry_set(sb, false);
       next = pl.huge.head;  // restart: the merged block may now touch another one
     } else if (sb + s->map_size == b && mappings_append(s, seg, s->map_size)) {  // left neighbour
-      pl.huge.remove(s);
-      pl.cached_bytes -= s->map_size;
+      remove_huge_locked(pl, s);
       s->map_size += seg->map_size;
       s->is_zero = s->is_zero && seg->is_zero;
       s->cached_at_ms = seg->cached_at_ms;
@@ -279,42 +283,21 @@ size_t cache_dirty_segments(Place& pl) {
   return pl.dirty_segments;
 }
 
-SegmentHeader* take_foreign(int place, size_t map_size, bool huge) {
-  if (!g_numa.active || g_numa.strict) return nullptr;
-  for (int i = 0; i < kPlaces; ++i) {
-    if (i == place || !g_place_used[i].load(std::memory_order_relaxed)) continue;
-    Place& other = g_places[i];
-    SegmentHeader* seg = nullptr;
-    if (!huge) {
-      seg = cache_take_segment(other);
-    } else {
-      base::LockGuard guard(other.lock);
-      for (SegmentHeader* s = other.huge.head; s != nullptr; s = s->next) {
-        if (s->map_size >= map_size && (seg == nullptr || s->map_size < seg->map_size)) seg = s;
-      }
-      if (seg != nullptr) {
-        other.huge.remove(seg);
-        other.cached_bytes -= seg->map_size;
-      }
-    }
-    if (seg != nullptr) {
-      g_place_used[place].store(true, std::memory_order_relaxed);
-      base::LockGuard guard(g_places[place].lock);
-      g_places[place].foreign_bytes += seg->map_size;
-      return seg;
-    }
+namespace {
+// Caller holds pl.lock: the smallest cached huge block of at least map_size bytes, or nullptr.
+SegmentHeader* best_fit_locked(Place& pl, size_t map_size) {
+  SegmentHeader* best = nullptr;
+  for (SegmentHeader* s = pl.huge.head; s != nullptr; s = s->next) {
+    if (s->map_size >= map_size && (best == nullptr || s->map_size < best->map_size)) best = s;
   }
-  return nullptr;
+  return best;
 }
 
-namespace {
-// Caller holds pl.lock. Takes a cached huge block out of the list for a need of `need` bytes.
-// A much larger block is split at a segment boundary: the tail stays cached, resident, and
-// merges back when the front is freed. No syscall, no page fault. (Its registration cannot
-// fail: the bit's leaf was mapped for the block it was part of.)
-void take_huge_locked(Place& pl, SegmentHeader* s, size_t need) {
-  pl.huge.remove(s);
-  pl.cached_bytes -= s->map_size;
+// Caller holds pl.lock. A block taken for `need` bytes and much larger is split at a segment
+// boundary: the tail stays cached, resident, and merges back when the front is freed. No
+// syscall, no page fault. (Its registration cannot fail: the bit's leaf was mapped for the
+// block it was part of.)
+void split_huge_locked(Place& pl, SegmentHeader* s, size_t need) {
   size_t split_at = base::align_up(need, kSegmentSize);
   if (s->map_size < split_at + kSegmentSize) return;
   uintptr_t tail_base = segment_base(s) + split_at;
@@ -330,16 +313,36 @@ void take_huge_locked(Place& pl, SegmentHeader* s, size_t need) {
 }
 }  // namespace
 
+SegmentHeader* take_foreign(int place, size_t map_size, bool huge) {
+  if (!g_numa.active || g_numa.strict) return nullptr;
+  for (int i = 0; i < kPlaces; ++i) {
+    if (i == place || !g_place_used[i].load(std::memory_order_relaxed)) continue;
+    Place& other = g_places[i];
+    SegmentHeader* seg = nullptr;
+    if (!huge) {
+      seg = cache_take_segment(other);
+    } else {
+      base::LockGuard guard(other.lock);
+      seg = best_fit_locked(other, map_size);
+      if (seg != nullptr) remove_huge_locked(other, seg);
+    }
+    if (seg != nullptr) {
+      g_place_used[place].store(true, std::memory_order_relaxed);
+      base::LockGuard guard(g_places[place].lock);
+      g_places[place].foreign_bytes += seg->map_size;
+      return seg;
+    }
+  }
+  return nullptr;
+}
+
 SegmentHeader* cache_take_huge(Place& pl, size_t map_size) {
   base::LockGuard guard(pl.lock);
-  // Best fit among the blocks at least as large.
-  SegmentHeader* best = nullptr;
-  for (SegmentHeader* s = pl.huge.head; s != nullptr; s = s->next) {
-    if (s->map_size >= map_size && (best == nullptr || s->map_size < best->map_size)) best = s;
-  }
+  SegmentHeader* best = best_fit_locked(pl, map_size);
   SegmentHeader* chain = nullptr;
   if (best != nullptr) {
-    take_huge_locked(pl, best, map_size);
+    remove_huge_locked(pl, best);
+    split_huge_locked(pl, best, map_size);
     best->next = nullptr;
     chain = best;
   } else {
@@ -356,7 +359,7 @@ SegmentHeader* cache_take_huge(Place& pl, size_t map_size) {
       }
       if (largest == nullptr) break;
       room -= largest->mappings;
-      take_huge_locked(pl, largest, largest->map_size);  // whole: join_pieces cuts the last
+      remove_huge_locked(pl, largest);  // whole: join_pieces cuts the last
       covered += largest->map_size;
       largest->next = nullptr;
       *tail = largest;

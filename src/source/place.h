@@ -98,9 +98,9 @@ size_t cache_dirty_segments(Place& pl);
 SegmentHeader* take_foreign(int place, size_t map_size, bool huge);
 // Takes the best-fitting free huge block of at least map_size bytes, splitting a much larger
 // one at a segment boundary (the tail stays cached). When none is that large: a chain (linked
-// through `next`) of the largest ones, largest first, that together cover map_size (the last
-// one split if it is much larger than what is left to cover), or the whole cache if it cannot,
-// for the caller to join. nullptr: the cache has no huge block.
+// through `next`) of the largest ones, largest first and whole, that together cover map_size,
+// or the whole cache if it cannot, for the caller to join (join_pieces takes only the tail it
+// needs of the last). nullptr: the cache has no huge block.
 SegmentHeader* cache_take_huge(Place& pl, size_t map_size);
 
 // Caches a free block (or unmaps it when it alone exceeds the budget); huge blocks merge with
