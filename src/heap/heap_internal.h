@@ -72,7 +72,9 @@ void setup_placement();
 // declares the allocator ready, so no thread gets a heap whose exit goes unnoticed.
 bool pool_init();
 // The calling thread's heap, adopting a pooled one or making one on first use; nullptr when
-// out of memory.
+// out of memory. The pooled heap adopted is the one the thread holds a remote batch for, if
+// pooled (a thread that took over an ended thread's data frees into its own heap), else the
+// pool's newest.
 Heap* acquire_heap();
 inline Heap* current_heap() {
   Heap* h = t_heap;
@@ -111,6 +113,8 @@ void remote_free_medium(Heap* owner, void* p);
 void remote_flush();
 // Blocks the calling thread holds, not sent yet (stats).
 size_t remote_pending();
+// The owner of a batch the calling thread holds, or nullptr.
+Heap* remote_pending_owner();
 // Owner only: takes its remote list and gives the blocks back to their runs (or chunks).
 void drain_remote(Heap* h);
 

@@ -120,12 +120,20 @@ void thread_exit(void* arg) {
 Heap* acquire_heap() {
   global_init();
   int place = thread_place();
+  Heap* prefer = remote_pending_owner();
   Heap* h;
   {
     base::LockGuard guard(g_pool_lock);
-    h = g_pool[place];
+    Heap** link = &g_pool[place];
+    for (Heap** l = link; prefer != nullptr && *l != nullptr; l = &(*l)->pool_next) {
+      if (*l == prefer) {
+        link = l;
+        break;
+      }
+    }
+    h = *link;
     if (h != nullptr) {
-      g_pool[place] = h->pool_next;
+      *link = h->pool_next;
       --g_pool_size[place];
     }
   }

@@ -106,6 +106,13 @@ void remote_flush() {
   }
 }
 
+Heap* remote_pending_owner() {
+  for (const RemoteBatch& b : t_remote.slot) {
+    if (b.owner != nullptr) return b.owner;
+  }
+  return nullptr;
+}
+
 size_t remote_pending() {
   size_t n = 0;
   for (const RemoteBatch& b : t_remote.slot) n += b.count;

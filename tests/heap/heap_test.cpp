@@ -213,6 +213,56 @@ TEST(Heap, NextThreadGetsTheExitedThreadsHeap) {
   EXPECT_EQ(snap().heap_count, count + 1);
 }
 
+TEST(Heap, ThreadFreeingAnExitedThreadsBlocksAdoptsThatHeap) {
+  constexpr int kN = 256;
+  std::vector<void*> left(kN);
+  heap::Heap* owner = nullptr;
+  heap::Heap* newest = nullptr;
+  // Two threads alive at once, so they have two heaps; the second one ends last, so its heap
+  // is the pool's newest, which a new thread takes by default.
+  std::atomic<int> step{0};
+  std::thread b([&] {
+    mpcalloc_free(mpcalloc_malloc(32));
+    newest = heap::t_heap;
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+  });
+  std::thread a([&] {
+    while (step.load() != 1) std::this_thread::yield();
+    for (auto& p : left) {
+      p = mpcalloc_malloc(96);
+      std::memset(p, 0x22, 96);
+    }
+    owner = heap::t_heap;
+  });
+  a.join();
+  step.store(2);
+  b.join();
+  ASSERT_NE(owner, newest);
+  heap::Heap* plain = nullptr;
+  heap::Heap* heir = nullptr;
+  mpcalloc_stats_t s0 = snap();
+  std::thread([&] {
+    // Freeing the ended thread's data first, then allocating: its heap, not the newest.
+    mpcalloc_free(left[0]);
+    void* q = mpcalloc_malloc(96);
+    heir = heap::t_heap;
+    for (int i = 1; i < kN; ++i) mpcalloc_free(left[i]);  // now the thread's own blocks
+    mpcalloc_free(q);
+  }).join();
+  mpcalloc_stats_t s1 = snap();
+  EXPECT_EQ(heir, owner);
+  // Its frees after the first were its own (the first went out in a batch, to itself): with
+  // the pool's newest heap, all kN would have been remote frees left for the pooled owner.
+  EXPECT_LE(s1.remote_frees - s0.remote_frees, 1u);
+  std::thread([&] {
+    mpcalloc_free(mpcalloc_malloc(32));
+    plain = heap::t_heap;
+  }).join();
+  EXPECT_EQ(plain, owner);  // the pool's newest again: the heir's thread ended last
+  EXPECT_EQ(snap().heap_count, s0.heap_count);  // no heap was made
+}
+
 TEST(Heap, BlocksLeftByAnExitedThreadAreFreedAndReused) {
   constexpr int kN = 1000;
   std::vector<void*> left(kN);
