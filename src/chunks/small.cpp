@@ -208,6 +208,7 @@ Block* address_order(RunMeta* r, Block* list) {
     check_in_run(r, b);
     map_block(bits, r, b);
   }
+  if (fresh + r->counted <= kReorderMin) return list;
   char* start = run_start(r);
   size_t words = ((static_cast<size_t>(r->bump - start) >> 4) + 63) >> 6;
   Block* head = nullptr;

@@ -81,6 +81,10 @@ inline uint64_t* run_free_map(const RunMeta* r);
 // A partial run taken back into use hands out its counted free blocks in address order when
 // at most this many came since the count (walked to complete the map); else in free order.
 inline constexpr unsigned kReorderWalk = 64;
+// ... and when it has more than this many free blocks: for a handful, the order hardly
+// matters, and the rebuild (a scan of the run's whole map, a write into every block) costs
+// more than it saves (runs of big classes, taken back with one or two free blocks each).
+inline constexpr unsigned kReorderMin = 8;
 
 // A run's bump pointer and state are read by checked frees of other threads while the owner
 // carves the run: those reads and the owner's writes are relaxed atomics (plain moves).

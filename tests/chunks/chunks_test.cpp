@@ -465,11 +465,15 @@ std::vector<Block*> refill_until_active(SmallState& s, unsigned cls, RunMeta* r)
 
 // A partial run that a collection counted comes back into use with its free blocks in address
 // order (the next mallocs hand out neighbours), the few freed after the count included; with
-// more than kReorderWalk new ones, or never counted, in the order of the frees (newest first).
-// The set of blocks is exactly the freed one either way.
+// more than kReorderWalk new ones, or never counted, or no more than kReorderMin free blocks
+// in all, in the order of the frees (newest first). The set of blocks is exactly the freed
+// one either way.
 TEST(Small, CountedPartialRunComesBackInAddressOrder) {
-  for (int variant = 0; variant < 3; ++variant) {
-    SCOPED_TRACE(variant == 0 ? "counted, few new" : variant == 1 ? "counted, many new" : "never counted");
+  for (int variant = 0; variant < 4; ++variant) {
+    SCOPED_TRACE(variant == 0   ? "counted, few new"
+                 : variant == 1 ? "counted, many new"
+                 : variant == 2 ? "never counted"
+                                : "counted, a handful in all");
     SmallState s = make_small();
     unsigned cls = base::small_class_of(48);
     std::vector<Block*> all;
@@ -479,7 +483,8 @@ TEST(Small, CountedPartialRunComesBackInAddressOrder) {
     std::vector<size_t> idx;
     for (size_t i = 0; i < all.size(); i += 3) idx.push_back(i);
     std::shuffle(idx.begin(), idx.end(), std::mt19937(42 + variant));
-    size_t late = variant == 1 ? kReorderWalk + 1 : 5;
+    if (variant == 3) idx.resize(kReorderMin);
+    size_t late = variant == 1 ? kReorderWalk + 1 : variant == 3 ? 2 : 5;
     std::vector<size_t> before(idx.begin(), idx.end() - static_cast<long>(late));
     std::vector<size_t> after(idx.end() - static_cast<long>(late), idx.end());
     free_in_order(s, first, all, before);
@@ -502,7 +507,7 @@ TEST(Small, CountedPartialRunComesBackInAddressOrder) {
     // Everything back: the run is released whole.
     for (Block* b : got) small_free_local(s, first, b);
     for (size_t i = 0; i < all.size(); ++i) {
-      if (i % 3 != 0) small_free_local(s, first, all[i]);
+      if (std::find(idx.begin(), idx.end(), i) == idx.end()) small_free_local(s, first, all[i]);
     }
     EXPECT_GE(small_collect(s, true), 1u);
     EXPECT_EQ(run_state(first), kRunUnused);
