@@ -49,9 +49,7 @@ void decay_process(uint64_t now) {
   decay_pooled_heaps(now, static_cast<uint64_t>(base::option(base::kOptDecayMs)));
 }
 
-void note_event(Heap* h) {
-  uint64_t events = ++h->events;
-  if (events % kClockEvery != 0) return;
+void note_event_clock(Heap* h, uint64_t events) {
   uint64_t now = os::now_ms();
   uint64_t decay = static_cast<uint64_t>(base::option(base::kOptDecayMs));
   if (events < kCollectEvery && now - h->maintained_ms < decay / 2) return;

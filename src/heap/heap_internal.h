@@ -124,10 +124,15 @@ void drain_remote(Heap* h);
 void collect(Heap* h, bool all);
 // Counts a slow-path event (refills, frees into full runs, medium and huge frees); every so
 // many, or when the decay time has passed (checked every kClockEvery events), the heap's empty
-// runs go back, the caches decay and idle pooled heaps are collected.
-void note_event(Heap* h);
+// runs go back, the caches decay and idle pooled heaps are collected. The count is inline:
+// the look at the clock saves and restores registers that a count alone does not need.
 inline constexpr uint64_t kCollectEvery = 4096;    // slow-path events between collections
 inline constexpr uint64_t kClockEvery = 64;        // events between looks at the clock
+[[gnu::noinline]] void note_event_clock(Heap* h, uint64_t events);
+inline void note_event(Heap* h) {
+  uint64_t events = ++h->events;
+  if (__builtin_expect(events % kClockEvery == 0, 0)) note_event_clock(h, events);
+}
 inline constexpr uint64_t kCollectBeforeHuge = 64;  // a new huge block first collects after this
 // Process-wide decay: the source's caches and the idle pooled heaps. The background thread
 // calls it too.
