@@ -87,10 +87,12 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
   r->block_size = static_cast<uint32_t>(bs);
   r->cls = static_cast<uint8_t>(cls);
   r->index = static_cast<uint8_t>(idx);
+  size_t colours = kRunSize % bs / kColourStep + 1;
+  r->colour = static_cast<uint16_t>(s.runs_made++ % colours * kColourStep);
   run_local_free(r) = nullptr;
   forget_count(r);
-  set_run_bump(r, run_start(r));
-  r->bump_end = run_start(r) + (kRunSize / bs) * bs;
+  set_run_bump(r, run_first(r));
+  r->bump_end = run_first(r) + (kRunSize / bs) * bs;
   r->next = r->prev = nullptr;
   // The segment may come dirty from the cache (medium data or an earlier run's bits there).
   if (s.check_bitmaps) std::memset(run_check_bitmap(r), 0, kCheckBitmapBytes);
@@ -127,7 +129,7 @@ void release_run(SmallState& s, RunMeta* r) {
 }
 
 inline void check_in_run(const RunMeta* r, const Block* b) {
-  uintptr_t start = reinterpret_cast<uintptr_t>(run_start(r));
+  uintptr_t start = reinterpret_cast<uintptr_t>(run_first(r));
   uintptr_t a = reinterpret_cast<uintptr_t>(b);
   if (a < start || a >= reinterpret_cast<uintptr_t>(r->bump) || (a - start) % r->block_size != 0) {
     corrupted(r, b);

@@ -22,6 +22,14 @@ static_assert(kRunSize >= os::kMaxPageSize, "a run spans whole pages of every su
 // hot class's run is soon fully carved and refills become rare.
 inline constexpr size_t kFirstCarveBytes = 4096;
 inline constexpr size_t kCarveBytes = 16384;
+// Runs are 64 KiB-aligned, and so is the set period of a 512 KiB 8-way L2 (and a 4 KiB
+// multiple of every L1's): without an offset, the first lines of a class's blocks fall into
+// the same few cache sets in every run (a 4 KiB class into 16 sets of the L2). A new run
+// starts its first block at a multiple of kColourStep within what the class leaves over
+// (65536 mod its size), a different one for each run a heap makes, so the blocks' first
+// lines of different runs spread over the sets. Power-of-two classes leave nothing over
+// and stay aligned to their size, as aligned allocations need.
+inline constexpr size_t kColourStep = 64;
 
 struct Block {
   Block* next;
@@ -45,7 +53,7 @@ struct RunMeta {
   // front, so the next count walks the newer blocks alone (see small_collect). For an unused
   // run, counted_at holds when it was released instead (low 32 bits of os::now_ms).
   uint16_t counted;
-  uint8_t pad[2];
+  uint16_t colour;        // offset of the first block from the run's start (see kColourStep)
   uint32_t counted_at;
 };
 static_assert(sizeof(RunMeta) == 48);
@@ -109,6 +117,9 @@ inline uintptr_t run_segment_base(const RunMeta* r) {
 inline char* run_start(const RunMeta* r) {
   return reinterpret_cast<char*>(run_segment_base(r) + (uintptr_t{r->index} << kRunShift));
 }
+// The first block (run_start plus the run's colour).
+inline char* run_first(const RunMeta* r) { return run_start(r) + r->colour; }
+// colour < block_size, so the run start divides as the first block does.
 inline uint32_t run_capacity(const RunMeta* r) {
   return static_cast<uint32_t>((r->bump_end - run_start(r)) / r->block_size);
 }
@@ -130,6 +141,7 @@ struct SmallState {
   const void* slow_key; // owner_key for runs whose frees must take the slow path
   void* owner;          // the heap, recorded in segment headers
   int place;            // where its segments come from (source::kPlace*, or a NUMA node)
+  uint32_t runs_made;   // new runs so far: picks each one's colour
   size_t segment_count; // small segments held
   bool check_bitmaps;   // checked mode: a new run starts with a clear occupancy bitmap
 };

@@ -44,7 +44,7 @@ bool bitmap_test_and_set(RunMeta* r, size_t i, bool set) {
 }
 
 size_t block_index(const RunMeta* r, const void* p) {
-  return static_cast<size_t>(static_cast<const char*>(p) - chunks::run_start(r)) / r->block_size;
+  return static_cast<size_t>(static_cast<const char*>(p) - chunks::run_first(r)) / r->block_size;
 }
 
 void check_mark(void* p, size_t req) {
@@ -88,13 +88,13 @@ size_t check_block(const void* p, const char* call, bool release) {
         detail = "size class ";
         detail_size = r->block_size;
         size_t off = static_cast<size_t>(a - reinterpret_cast<uintptr_t>(chunks::run_start(r)));
-        if (off % r->block_size != 0) {
+        if (off < r->colour || (off - r->colour) % r->block_size != 0) {
           return report("interior pointer free", p, detail, detail_size, call);
         }
         if (a >= reinterpret_cast<uintptr_t>(chunks::run_bump(r))) {
           return report("invalid free", p, detail, detail_size, call);
         }
-        size_t i = off / r->block_size;
+        size_t i = (off - r->colour) / r->block_size;
         bool was_set = release ? bitmap_test_and_set(r, i, false)
                                : ((__atomic_load_n(chunks::run_check_bitmap(r) + i / 8,
                                                    __ATOMIC_ACQUIRE) >> (i % 8)) & 1) != 0;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <cstring>
 #include <random>
 #include <set>
@@ -305,8 +306,14 @@ TEST(Small, EveryClassRefillsInsideItsRunWithConsistentLookups) {
     EXPECT_EQ(r->state, kRunActive);
     EXPECT_GE(r->index, 1u) << "run 0 holds the headers";
     EXPECT_EQ(run_capacity(r), kRunSize / bs);
-    const uintptr_t start = reinterpret_cast<uintptr_t>(run_start(r));
-    EXPECT_EQ(start % kRunSize, 0u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(run_start(r)) % kRunSize, 0u);
+    // The colour: a cache-line multiple that leaves room for every block.
+    EXPECT_EQ(r->colour % kColourStep, 0u) << cls;
+    EXPECT_LE(r->colour + run_capacity(r) * bs, kRunSize) << cls;
+    if (base::is_pow2(bs)) {
+      EXPECT_EQ(r->colour, 0u) << cls;
+    }
+    const uintptr_t start = reinterpret_cast<uintptr_t>(run_first(r));
     auto* seg = source::segment_header(run_segment_base(r));
     EXPECT_EQ(seg->kind, source::SegmentKind::kSmall);
     EXPECT_EQ(seg->owner, &g_owner);
@@ -315,7 +322,7 @@ TEST(Small, EveryClassRefillsInsideItsRunWithConsistentLookups) {
     for (Block* b : batch) {
       const uintptr_t a = reinterpret_cast<uintptr_t>(b);
       ASSERT_GE(a, start);
-      ASSERT_LE(a + bs, start + kRunSize);
+      ASSERT_LE(a + bs, reinterpret_cast<uintptr_t>(run_start(r)) + kRunSize);
       ASSERT_LT(a, reinterpret_cast<uintptr_t>(r->bump));  // carved part only
       ASSERT_EQ((a - start) % bs, 0u);
       ASSERT_EQ(a % 16, 0u);
@@ -345,6 +352,37 @@ TEST(Small, EveryClassRefillsInsideItsRunWithConsistentLookups) {
   for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) EXPECT_EQ(s.active[cls], nullptr);
   EXPECT_EQ(s.segments.head, nullptr);  // the emptied segment went back to the source
   EXPECT_EQ(source::stats().cached_bytes, s0.cached_bytes + source::kSegmentSize);
+}
+
+// Without colours, the first lines of a 3 KiB class's blocks fall into the same 21 sets of a
+// cache whose set period is 64 KiB (a 512 KiB 8-way L2) in every run.
+TEST(Small, SuccessiveRunsOfAClassStartAtDifferentColours) {
+  SmallState s = make_small();
+  unsigned cls = base::small_class_of(3072);
+  std::map<RunMeta*, std::vector<Block*>> runs;
+  while (runs.size() < 5) {
+    Block* l = small_refill(s, cls);
+    ASSERT_NE(l, nullptr);
+    for (; l != nullptr; l = l->next) runs[run_of(l)].push_back(l);
+  }
+  std::set<unsigned> colours;
+  std::set<uintptr_t> sets;
+  size_t full = 0;
+  for (auto& [r, blocks] : runs) {
+    colours.insert(r->colour);
+    full += blocks.size() == kRunSize / 3072;
+    for (Block* b : blocks) {
+      ASSERT_EQ((reinterpret_cast<char*>(b) - run_first(r)) % 3072, 0);
+      sets.insert((reinterpret_cast<uintptr_t>(b) % kRunSize) / 64);
+    }
+  }
+  EXPECT_EQ(full, 4u);
+  EXPECT_EQ(colours.size(), 5u);
+  EXPECT_GT(sets.size(), 3 * (kRunSize / 3072));
+  for (auto& [r, blocks] : runs) {
+    for (Block* b : blocks) small_free_local(s, r, b);
+  }
+  EXPECT_GE(small_collect(s, true), 5u);
 }
 
 TEST(Small, TakeLocalReturnsOwnerFreesPlusAFreshBatchWhileYoung) {
