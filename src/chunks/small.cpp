@@ -170,6 +170,7 @@ inline const Block* count_mark(const RunMeta* r) {
 size_t free_count(RunMeta* r, bool map) {
   Block* head = run_local_free(r);
   const Block* mark = count_mark(r);
+  if (head == nullptr && mark == nullptr) return 0;  // a run with every block out: no map
   uint64_t* bits = map ? run_free_map(r) : nullptr;
   if (bits != nullptr && mark == nullptr) std::memset(bits, 0, kCheckBitmapBytes);
   size_t n = 0;
@@ -248,15 +249,21 @@ Block* small_refill(SmallState& s, unsigned cls) {
   if (r != nullptr) {
     if (Block* list = small_take_local(r)) return list;
     if (r->bump < r->bump_end) return carve(r, kCarveBytes, nullptr);
-    // Every block is out: frees to it now take the slow path, which puts it back in play.
-    set_run_state(r, kRunFull);
-    run_owner_key(r) = s.slow_key;
+    // Every block is out: to the back of the partial queue, still taking fast frees; if it
+    // is still empty when its turn comes, it is marked full then.
+    set_run_state(r, kRunPartial);
+    s.partial[cls].push_back(r);
     s.active[cls] = nullptr;
   }
-  Block* list;
-  r = s.partial[cls].pop_front();
-  if (r != nullptr) {
+  Block* list = nullptr;
+  while ((r = s.partial[cls].pop_front()) != nullptr) {
     list = run_local_free(r);
+    if (list != nullptr) break;
+    // Frees to it now take the slow path, which puts it back in play.
+    set_run_state(r, kRunFull);
+    run_owner_key(r) = s.slow_key;
+  }
+  if (r != nullptr) {
     run_local_free(r) = nullptr;
     check_in_run(r, list);
     if (!s.check_bitmaps) list = address_order(r, list);
