@@ -227,6 +227,12 @@ Block* address_order(RunMeta* r, Block* list) {
   return head;
 }
 
+inline void activate(SmallState& s, RunMeta* r, unsigned cls) {
+  set_run_state(r, kRunActive);
+  run_owner_key(r) = s.key;
+  s.active[cls] = r;
+}
+
 }  // namespace
 
 Block* small_take_local(RunMeta* r) {
@@ -244,7 +250,7 @@ Block* small_take_local(RunMeta* r) {
   return list;
 }
 
-Block* small_refill(SmallState& s, unsigned cls) {
+Block* small_refill_reuse(SmallState& s, unsigned cls) {
   RunMeta* r = s.active[cls];
   if (r != nullptr) {
     if (Block* list = small_take_local(r)) return list;
@@ -263,20 +269,26 @@ Block* small_refill(SmallState& s, unsigned cls) {
     set_run_state(r, kRunFull);
     run_owner_key(r) = s.slow_key;
   }
-  if (r != nullptr) {
-    run_local_free(r) = nullptr;
-    check_in_run(r, list);
-    if (!s.check_bitmaps) list = address_order(r, list);
-    forget_count(r);
-  } else {
-    r = new_run(s, cls);
-    if (r == nullptr) return nullptr;
-    list = carve(r, kFirstCarveBytes, nullptr);
-  }
-  set_run_state(r, kRunActive);
-  run_owner_key(r) = s.key;
-  s.active[cls] = r;
+  if (r == nullptr) return nullptr;
+  run_local_free(r) = nullptr;
+  check_in_run(r, list);
+  if (!s.check_bitmaps) list = address_order(r, list);
+  forget_count(r);
+  activate(s, r, cls);
   return list;
+}
+
+Block* small_refill_new(SmallState& s, unsigned cls) {
+  RunMeta* r = new_run(s, cls);
+  if (r == nullptr) return nullptr;
+  Block* list = carve(r, kFirstCarveBytes, nullptr);
+  activate(s, r, cls);
+  return list;
+}
+
+Block* small_refill(SmallState& s, unsigned cls) {
+  if (Block* list = small_refill_reuse(s, cls)) return list;
+  return small_refill_new(s, cls);
 }
 
 void small_set_key(SmallState& s, const void* key) {
@@ -337,6 +349,7 @@ size_t small_purged_bytes() { return g_small_purged.load(std::memory_order_relax
 
 size_t small_collect(SmallState& s, bool all) {
   size_t released = 0;
+  s.runs_at_collect = s.runs_made;
   for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
     RunMeta* r = s.partial[cls].head;
     while (r != nullptr) {

@@ -142,6 +142,7 @@ struct SmallState {
   void* owner;          // the heap, recorded in segment headers
   int place;            // where its segments come from (source::kPlace*, or a NUMA node)
   uint32_t runs_made;   // new runs so far: picks each one's colour
+  uint32_t runs_at_collect;  // runs_made at the last small_collect
   size_t segment_count; // small segments held
   bool check_bitmaps;   // checked mode: a new run starts with a clear occupancy bitmap
 };
@@ -149,6 +150,11 @@ struct SmallState {
 // A non-empty list of free blocks of class `cls` taken from the active run (made active if
 // needed); nullptr when out of memory. The caller (the heap) caches the list.
 Block* small_refill(SmallState& s, unsigned cls);
+// small_refill in two steps: the blocks of runs the class already has (nullptr when it has
+// none left), then a new run. Between them the heap may release other classes' empty runs,
+// so that the new run reuses their memory instead of growing the footprint.
+Block* small_refill_reuse(SmallState& s, unsigned cls);
+Block* small_refill_new(SmallState& s, unsigned cls);
 // The common refill: the active run's blocks freed by its owner (plus a fresh batch from the
 // run's untouched part, if any). nullptr when there are none.
 Block* small_take_local(RunMeta* r);

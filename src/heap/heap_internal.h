@@ -134,6 +134,8 @@ inline void note_event(Heap* h) {
   if (__builtin_expect(events % kClockEvery == 0, 0)) note_event_clock(h, events);
 }
 inline constexpr uint64_t kCollectBeforeHuge = 64;  // a new huge block first collects after this
+inline constexpr uint32_t kNewRunsBeforeCollect = 16;  // a new small run, after at least this
+                                                      // many (see refill in route.cpp)
 // Process-wide decay: the source's caches and the idle pooled heaps. The background thread
 // calls it too.
 void decay_process(uint64_t now);

@@ -21,7 +21,21 @@ using source::SegmentKind;
 [[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
   drain_remote(h);
   note_event(h);
-  return chunks::small_refill(h->small, cls);
+  if (Block* list = chunks::small_refill_reuse(h->small, cls)) return list;
+  // The class needs a new run: first give the heap's empty runs back (other classes'), so
+  // the new run takes their memory instead of adding to the footprint. A program's phases
+  // move between size classes (Python: a parse makes strings and dicts, a sort tuples and
+  // floats); between periodic collections the runs emptied by one phase stayed bound to
+  // their class while the next took fresh memory. A collection visits every partial run, so
+  // it waits for new runs in proportion to the runs the heap holds (about 1 in 32):
+  // amortised, a bounded number of visits per new run, however large the heap.
+  size_t due = h->small.segment_count * 2;
+  if (due < kNewRunsBeforeCollect) due = kNewRunsBeforeCollect;
+  if (h->small.runs_made - h->small.runs_at_collect >= due) {
+    collect(h, false);
+    if (Block* list = chunks::small_refill_reuse(h->small, cls)) return list;
+  }
+  return chunks::small_refill_new(h->small, cls);
 }
 
 inline void* small_alloc(Heap* h, unsigned cls) {

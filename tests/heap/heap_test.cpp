@@ -263,6 +263,28 @@ TEST(Heap, ThreadFreeingAnExitedThreadsBlocksAdoptsThatHeap) {
   EXPECT_EQ(snap().heap_count, s0.heap_count);  // no heap was made
 }
 
+// A class that needs a new run first has the heap give back its empty runs (refill in
+// route.cpp): a program that frees one size class's blocks and then allocates another's
+// reuses that memory instead of growing, without waiting for a periodic collection.
+TEST(Heap, NewRunOfOneClassReusesAnotherClasssEmptyRuns) {
+  size_t reused = 0, total = 0;
+  std::thread([&] {
+    std::vector<void*> a;
+    for (size_t i = 0; i < 48 * (chunks::kRunSize / 64); ++i) a.push_back(mpcalloc_malloc(64));
+    std::set<uintptr_t> a_runs;
+    for (void* p : a) a_runs.insert(reinterpret_cast<uintptr_t>(p) >> chunks::kRunShift);
+    for (void* p : a) mpcalloc_free(p);  // every run of the class is empty now
+    std::vector<void*> b;
+    for (size_t i = 0; i < 40 * (chunks::kRunSize / 1024); ++i) b.push_back(mpcalloc_malloc(1000));
+    for (void* p : b) reused += a_runs.count(reinterpret_cast<uintptr_t>(p) >> chunks::kRunShift);
+    total = b.size();
+    for (void* p : b) mpcalloc_free(p);
+  }).join();
+  // At most kNewRunsBeforeCollect of the 40 new runs come before the collection; the rest
+  // take the 48 emptied ones.
+  EXPECT_GE(reused, total / 3) << reused << " of " << total << " blocks in the emptied runs";
+}
+
 TEST(Heap, BlocksLeftByAnExitedThreadAreFreedAndReused) {
   constexpr int kN = 1000;
   std::vector<void*> left(kN);
