@@ -159,8 +159,8 @@ TYPED_TEST(Api, SuccessDoesNotTouchErrno) {
 
 TYPED_TEST(Api, CallocIsZeroEvenOnReusedMemory) {
   using F = TypeParam;
-  for (size_t n : {size_t{8}, size_t{100}, size_t{1000}, size_t{5000}, size_t{70000},
-                   size_t{600000}, 3 * kMiB, 20 * kMiB}) {
+  for (size_t n : {size_t{8}, size_t{100}, size_t{1000}, size_t{5000}, size_t{8192},
+                   size_t{8193}, size_t{70000}, size_t{600000}, 3 * kMiB, 20 * kMiB}) {
     // Dirty some memory of this size, free it, then calloc the same size several times.
     std::vector<void*> dirty;
     for (int i = 0; i < 8; ++i) {
