@@ -23,7 +23,7 @@ inline void* memalign_impl(size_t align, size_t size) {
     return nullptr;
   }
   if (!base::is_pow2(align)) align = base::next_pow2(align);
-  void* p = heap::allocate(size, align, false);
+  void* p = heap::aligned_fast(size, align);
   if (p == nullptr) errno = ENOMEM;
   return p;
 }
