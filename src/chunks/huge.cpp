@@ -88,6 +88,7 @@ size_t huge_usable(const source::SegmentHeader* seg) {
 void* huge_resize(source::SegmentHeader* seg, size_t new_size) {
   HugeHeader* hh = reinterpret_cast<HugeHeader*>(seg);
   size_t off = hh->user_offset;
+  if (huge_grow_in_place(seg, new_size)) return reinterpret_cast<void*>(source::segment_base(seg) + off);
   size_t map_size = base::align_up(off + new_size, os::page_size());
   if (map_size < new_size) return nullptr;
   if (map_size <= seg->map_size) {

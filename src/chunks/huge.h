@@ -20,6 +20,16 @@ struct HugeResult {
   bool is_zero;
 };
 
+// The common resize of a huge block, inline: a growth that its mapping still holds (the block
+// came larger from the cache, or has the headroom of an earlier growth). Records the size and
+// returns true; false when huge_resize must decide.
+inline bool huge_grow_in_place(source::SegmentHeader* seg, size_t new_size) {
+  HugeHeader* hh = reinterpret_cast<HugeHeader*>(seg);
+  if (new_size < hh->requested || new_size > seg->map_size - hh->user_offset) return false;
+  hh->requested = new_size;
+  return true;
+}
+
 // align < kSegmentSize, at `place` (source::kPlace*, or a NUMA node). {nullptr,false} when
 // out of memory.
 HugeResult huge_alloc(size_t size, size_t align, bool want_zero, int place);

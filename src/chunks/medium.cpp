@@ -175,8 +175,7 @@ void* medium_alloc(MediumState& s, size_t size, size_t align) {
     }
     size = quick_class_size(qc);
   }
-  size_t need = base::align_up(size + kChunkHeader, 16);
-  if (need < kMinChunk) need = kMinChunk;
+  size_t need = medium_need(size);
   size_t search = align > 16 ? need + align + kMinChunk : need;
   if (search > kArenaSize) return nullptr;
   Chunk* c = find_fit(s, search);
@@ -300,8 +299,7 @@ void medium_flush_quick_older(MediumState& s, uint64_t age_ms) {
 bool medium_resize_in_place(MediumState& s, void* p, size_t new_size) {
   Chunk* c = chunk_of(p);
   size_t size = chunk_size(c);
-  size_t need = base::align_up(new_size + kChunkHeader, 16);
-  if (need < kMinChunk) need = kMinChunk;
+  size_t need = medium_need(new_size);
   if (need <= size) {
     // A shrink by less than 1/8 keeps its slack: the headroom a growing buffer got below
     // survives its next appends.

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "base/bits.h"
 #include "base/intrusive_list.h"
 #include "source/segment.h"
 
@@ -75,6 +76,19 @@ inline size_t head_of(const Chunk* c) { return __atomic_load_n(&c->head, __ATOMI
 inline void set_head(Chunk* c, size_t v) { __atomic_store_n(&c->head, v, __ATOMIC_RELAXED); }
 inline size_t chunk_size(const Chunk* c) { return head_of(c) & ~kFlagMask; }
 inline size_t medium_usable(const void* p) { return chunk_size(chunk_of(p)) - kChunkHeader; }
+// The chunk size a block of `size` bytes needs (header included).
+inline size_t medium_need(size_t size) {
+  size_t need = base::align_up(size + kChunkHeader, 16);
+  return need < kMinChunk ? kMinChunk : need;
+}
+// A resize that the block's chunk takes as it is: the new size fits and leaves less than 1/8
+// spare (medium_resize_in_place gives more back). Reads the block's own head only, so the
+// caller needs no lock and need not own the segment.
+inline bool medium_fits_as_is(const void* p, size_t new_size) {
+  size_t size = chunk_size(chunk_of(p));
+  size_t need = medium_need(new_size);
+  return need <= size && size - need < size / 8;
+}
 
 // nullptr when out of memory. `align` is a power of two; > 16 costs a split.
 void* medium_alloc(MediumState& s, size_t size, size_t align);

@@ -200,7 +200,10 @@ size_t usable_size(const void* p) {
   return checking() ? usable_checked(p, "malloc_usable_size") : usable_raw(p);
 }
 
-void* reallocate(void* p, size_t size) {
+namespace {
+
+// Everything but a small block that still fits (reallocate's inline check).
+[[gnu::noinline]] void* reallocate_slow(void* p, size_t size) {
   if (p == nullptr) return allocate(size, 16, false);
   if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
   size_t old_usable;
@@ -212,11 +215,8 @@ void* reallocate(void* p, size_t size) {
     if ((a & source::kSegmentMask) != 0) {
       SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
       switch (seg->kind) {
-        case SegmentKind::kSmall: {
-          size_t bs = chunks::run_of(p)->block_size;
-          if (size <= bs && (size > bs / 2 || bs <= 16)) return p;
+        case SegmentKind::kSmall:  // reallocate found that it does not fit
           break;
-        }
         case SegmentKind::kMedium:
           if (size > base::kSmallMax && size <= chunks::kMediumMax && seg->owner == t_heap &&
               chunks::medium_resize_in_place(static_cast<Heap*>(seg->owner)->medium, p, size)) {
@@ -241,6 +241,31 @@ void* reallocate(void* p, size_t size) {
   std::memcpy(q, p, old_usable < size ? old_usable : size);
   deallocate(p, "realloc");
   return q;
+}
+
+}  // namespace
+
+void* reallocate(void* p, size_t size) {
+  // The common case of a program growing a string or an array by small steps: the block
+  // still fits (a small block not less than half used, a medium chunk with its headroom, a
+  // huge block whose mapping holds the growth) and stays. Checked here, without the frame of
+  // the general path (five registers saved and restored).
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & source::kSegmentMask) != 0 && !checking()) {
+    SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
+    if (seg->kind == SegmentKind::kSmall) {
+      size_t bs = chunks::run_of(p)->block_size;
+      if (size <= bs && (size > bs / 2 || bs <= 16)) return p;
+    } else if (seg->kind == SegmentKind::kMedium) {
+      if (size > base::kSmallMax && size <= chunks::kMediumMax &&
+          chunks::medium_fits_as_is(p, size)) {
+        return p;
+      }
+    } else if (seg->kind == SegmentKind::kHuge) {
+      if (chunks::huge_grow_in_place(seg, size)) return p;
+    }
+  }
+  return reallocate_slow(p, size);
 }
 
 bool check_enabled() { return checking(); }
