@@ -158,14 +158,20 @@ void* malloc_slow(size_t size) {
   // The common miss: the class list ran dry and the active run has blocks its owner freed.
   // Swap them in without the general machinery (drains and collections happen when no such
   // blocks are there, or when other threads have freed blocks to us).
-  if (size <= base::kSmallMax && h->remote.empty() && !checking()) {
-    unsigned cls = base::small_class_of(size);
-    RunMeta* r = h->small.active[cls];
-    if (r != nullptr) {
-      if (Block* b = chunks::small_take_local(r)) {
-        h->class_free[cls] = b->next;
-        return b;
+  if (h->remote.empty() && !checking()) {
+    if (size <= base::kSmallMax) {
+      unsigned cls = base::small_class_of(size);
+      RunMeta* r = h->small.active[cls];
+      if (r != nullptr) {
+        if (Block* b = chunks::small_take_local(r)) {
+          h->class_free[cls] = b->next;
+          return b;
+        }
       }
+    } else if (size <= chunks::kMediumMax && h != &g_empty_heap) {
+      // Likewise a medium request: straight to the heap's medium chunks (route_alloc's way
+      // without its dispatch; the empty heap has none and goes on to get a heap first).
+      if (void* p = chunks::medium_alloc(h->medium, size, 16)) return p;
     }
   }
   h = current_heap();
