@@ -208,7 +208,7 @@ size_t usable_size(const void* p) {
 
 namespace {
 
-// Everything but a small block that still fits (reallocate's inline check).
+// Every resize that reallocate's inline check does not keep as it is.
 [[gnu::noinline]] void* reallocate_slow(void* p, size_t size) {
   if (p == nullptr) return allocate(size, 16, false);
   if (size > PTRDIFF_MAX - kCheckExtra) return nullptr;
