@@ -394,6 +394,43 @@ TYPED_TEST(Api, ReallocGrowsToOneGiBKeepingEnds) {
   EXPECT_GT(stats_now().mremap_calls, before.mremap_calls);
 }
 
+// A buffer grown by appends, as a string builder does, through every kind (small, medium,
+// huge) and shrunk back by steps: after each realloc the block holds at least the size asked
+// for (usable size), and every byte written before is still there. Most of these resizes are
+// decided inline from the block's header (heap::reallocate); a wrong "fits as it is" would
+// leave a block smaller than asked.
+TYPED_TEST(Api, ReallocByAppendsKeepsEveryByteAndEnoughRoom) {
+  using F = TypeParam;
+  static const char key = 0;  // the pattern follows the buffer, not its address
+  unsigned char* p = nullptr;
+  size_t n = 0;
+  while (n < 3 * kMiB) {
+    size_t m = n + 1 + n / 64;
+    auto* q = static_cast<unsigned char*>(F::realloc(p, m));
+    ASSERT_NE(q, nullptr) << m;
+    ASSERT_GE(F::usable(q), m) << "realloc to " << m;
+    if (n > 0) {
+      ASSERT_EQ(q[n - 1], pattern_byte(&key, n - 1)) << "lost at " << n << " -> " << m;
+    }
+    for (size_t i = n; i < m; ++i) q[i] = pattern_byte(&key, i);
+    p = q;
+    n = m;
+  }
+  ASSERT_TRUE(check_pattern(p, n, &key));
+  while (n > 1) {
+    size_t m = n - 1 - n / 64;
+    auto* q = static_cast<unsigned char*>(F::realloc(p, m));
+    ASSERT_NE(q, nullptr) << m;
+    ASSERT_GE(F::usable(q), m) << "realloc to " << m;
+    ASSERT_EQ(q[m - 1], pattern_byte(&key, m - 1)) << "lost at " << n << " -> " << m;
+    ASSERT_EQ(q[0], pattern_byte(&key, 0));
+    p = q;
+    n = m;
+  }
+  ASSERT_TRUE(check_pattern(p, n, &key));
+  F::free(p);
+}
+
 TYPED_TEST(Api, ReallocFailureKeepsTheBlock) {
   using F = TypeParam;
   for (size_t n : {size_t{40}, size_t{50000}, 5 * kMiB}) {
