@@ -59,7 +59,7 @@ inline void* reallocarray_impl(void* p, size_t count, size_t size) {
 
 inline int posix_memalign_impl(void** out, size_t align, size_t size) {
   if (align % sizeof(void*) != 0 || !base::is_pow2(align)) return EINVAL;
-  void* p = align <= 16 ? heap::malloc_fast(size) : heap::aligned_fast(size, align);
+  void* p = heap::aligned_fast(size, align);
   if (p == nullptr) {
     errno = ENOMEM;  // glibc sets errno too when it returns ENOMEM (EINVAL leaves it alone)
     return ENOMEM;

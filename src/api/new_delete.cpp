@@ -30,7 +30,7 @@ using namespace mpcalloc;
 namespace {
 
 inline void* try_alloc(size_t size, size_t align) {
-  return align <= 16 ? heap::malloc_fast(size) : heap::aligned_fast(size, align);
+  return heap::aligned_fast(size, align);
 }
 
 [[noreturn]] void throw_bad_alloc() {

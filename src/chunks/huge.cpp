@@ -88,18 +88,15 @@ size_t huge_usable(const source::SegmentHeader* seg) {
 void* huge_resize(source::SegmentHeader* seg, size_t new_size) {
   HugeHeader* hh = reinterpret_cast<HugeHeader*>(seg);
   size_t off = hh->user_offset;
-  if (huge_grow_in_place(seg, new_size)) return reinterpret_cast<void*>(source::segment_base(seg) + off);
+  void* user = reinterpret_cast<void*>(source::segment_base(seg) + off);
+  if (huge_grow_in_place(seg, new_size)) return user;  // a growth the mapping holds
   size_t map_size = base::align_up(off + new_size, os::page_size());
   if (map_size < new_size) return nullptr;
-  if (map_size <= seg->map_size) {
-    // Room in the mapping. A growth (the block may have come from the cache larger than asked,
-    // or have headroom) stays put; so does shrinking by less than half: no syscall, room to
-    // grow back. Only a real shrink to under half gives the tail back.
-    bool growth = new_size >= hh->requested;
-    if (growth || map_size >= seg->map_size / 2) {
-      hh->requested = new_size;
-      return reinterpret_cast<void*>(source::segment_base(seg) + off);
-    }
+  if (map_size <= seg->map_size && map_size >= seg->map_size / 2) {
+    // A shrink by less than half stays put too: no syscall, room to grow back. Only a real
+    // shrink to under half gives the tail back.
+    hh->requested = new_size;
+    return user;
   }
   // Growing: leave headroom (1/8) so a sequence of small growths does few mremaps.
   if (map_size > seg->map_size) map_size = base::align_up(map_size + map_size / 8, os::page_size());

@@ -60,6 +60,13 @@ extern __thread Heap* t_heap __attribute__((tls_model("initial-exec")));
 [[gnu::noinline]] void* malloc_slow(size_t size);
 [[gnu::noinline]] void free_slow(void* p);
 
+// The first block of a cell's list, unlinked; nullptr when the list is empty.
+[[gnu::always_inline]] inline chunks::Block* pop_cell(chunks::Block** cell) {
+  chunks::Block* b = *cell;
+  if (__builtin_expect(b != nullptr, 1)) *cell = b->next;
+  return b;
+}
+
 [[gnu::always_inline]] inline void* malloc_fast(size_t size) {
   Heap* h = t_heap;
   chunks::Block** cell;
@@ -70,11 +77,7 @@ extern __thread Heap* t_heap __attribute__((tls_model("initial-exec")));
   } else {
     return malloc_slow(size);
   }
-  chunks::Block* b = *cell;
-  if (__builtin_expect(b != nullptr, 1)) {
-    *cell = b->next;
-    return b;
-  }
+  if (chunks::Block* b = pop_cell(cell)) return b;
   return malloc_slow(size);
 }
 
@@ -107,23 +110,20 @@ void free_unchecked(void* p);
 // nullptr when out of memory (errno is the caller's business).
 void* allocate(size_t size, size_t align, bool zero);
 
-// Aligned allocation (align a power of two above 16) with a fast path for small sizes: a
-// power-of-two class's blocks are aligned to their size (its runs are 64 KiB-aligned and
-// take no colour), so the request rounded up to a power of two of at least `align` pops that
-// class's free list when it has a block. Otherwise (and always with checks on, or before the
-// thread's first allocation: the cells are then empty) the general slow path.
+// Aligned allocation (align a power of two; up to 16 is malloc) with a fast path for small
+// sizes: a power-of-two class's blocks are aligned to their size (its runs are 64 KiB-aligned
+// and take no colour), so the request rounded up to a power of two of at least `align` pops
+// that class's free list when it has a block. Otherwise (and always with checks on, or before
+// the thread's first allocation: the cells are then empty) the general slow path.
 [[gnu::always_inline]] inline void* aligned_fast(size_t size, size_t align) {
+  if (align <= 16) return malloc_fast(size);
   size_t want = size > align ? size : align;
   if (want <= base::kSmallMax) {
     size_t rounded = base::next_pow2(want);
     Heap* h = t_heap;
     chunks::Block** cell =
         rounded <= base::kDirectMax ? h->size_cell[rounded] : h->big_cell[(rounded + 255) >> 8];
-    chunks::Block* b = *cell;
-    if (__builtin_expect(b != nullptr, 1)) {
-      *cell = b->next;
-      return b;
-    }
+    if (chunks::Block* b = pop_cell(cell)) return b;
   }
   return allocate(size, align, false);
 }
