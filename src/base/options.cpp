@@ -50,8 +50,9 @@ constexpr OptionDesc kOptions[kOptCount] = {
     {"background", "MPCALLOC_BACKGROUND", OptionType::kAuto, kAutoValue, nullptr, false,
      "A background thread returns decayed memory to the OS even when the program makes no "
      "allocation (a rank waiting in MPI). `auto`: started the first time a place keeps more "
-     "than MPCALLOC_CACHE_MAX of free memory for reuse (a program that never does gets no "
-     "thread); 1: started at the first allocation; 0: never. Restarted after fork."},
+     "than MPCALLOC_CACHE_MAX of free memory for reuse, or when a thread that freed many "
+     "blocks of other threads ends (their owners may be waiting and make no call that "
+     "would collect them); a program that does neither gets no thread. 1: started at the first allocation; 0: never. Restarted after fork."},
     {"stats_signal", "MPCALLOC_STATS_SIGNAL", OptionType::kSignal, 0, nullptr, false,
      "Print the statistics (in MPCALLOC_STATS's format and place, stderr by default) when this "
      "signal arrives, e.g. `USR2` or `SIGUSR2`; 0 for none."},

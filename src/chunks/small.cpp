@@ -301,7 +301,8 @@ void small_set_key(SmallState& s, const void* key) {
 
 void small_free_local(SmallState& s, RunMeta* r, Block* b) { small_free_chain(s, r, b, b); }
 
-void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last) {
+namespace {
+void free_chain_keyed(SmallState& s, RunMeta* r, Block* first, Block* last, const void* key) {
   Block*& local = run_local_free(r);
   last->next = local;
   local = first;
@@ -310,9 +311,18 @@ void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last) {
     // longest, so it has gathered the most frees (taking the newest, with its one block, made
     // every refill yield a single block and the run full again at once).
     set_run_state(r, kRunPartial);
-    run_owner_key(r) = s.key;
+    run_owner_key(r) = key;
     s.partial[r->cls].push_back(r);
   }
+}
+}  // namespace
+
+void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last) {
+  free_chain_keyed(s, r, first, last, s.key);
+}
+
+void small_free_chain_unkeyed(SmallState& s, RunMeta* r, Block* first, Block* last) {
+  free_chain_keyed(s, r, first, last, s.slow_key);
 }
 
 size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy) {
@@ -346,6 +356,23 @@ size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy) {
 }
 
 size_t small_purged_bytes() { return g_small_purged.load(std::memory_order_relaxed); }
+
+size_t small_collect_unkeyed(SmallState& s) {
+  size_t released = 0;
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
+    RunMeta* r = s.partial[cls].head;
+    while (r != nullptr) {
+      RunMeta* next = r->next;
+      if (run_owner_key(r) == s.slow_key && free_count(r, !s.check_bitmaps) == run_capacity(r)) {
+        s.partial[cls].remove(r);
+        release_run(s, r);
+        ++released;
+      }
+      r = next;
+    }
+  }
+  return released;
+}
 
 size_t small_collect(SmallState& s, bool all) {
   size_t released = 0;

@@ -167,12 +167,19 @@ void small_free_local(SmallState& s, RunMeta* r, Block* b);
 // overwritten): one splice onto the run's list, so draining other threads' frees costs one
 // pointer read per block.
 void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last);
+// The same for a collector that is not the owning thread (idle_collect, under the heap's
+// lock), for runs that take no fast frees (owner_key == slow_key): a full run rejoins the
+// partial queue still without the key, so its owner's fast frees never race with it.
+void small_free_chain_unkeyed(SmallState& s, RunMeta* r, Block* first, Block* last);
 // Hardening for slow-path pops: aborts with a message unless b is a block boundary inside a
 // small run of a live segment (a write after free corrupted a list otherwise).
 void small_check_block(const Block* b);
 // Releases runs with every block free; segments with every run unused go back to the source.
 // `all`: also the active runs. Returns the number of runs released.
 size_t small_collect(SmallState& s, bool all);
+// small_collect for a collector that is not the owning thread: only the partial runs without
+// the fast-free key. Returns the number of runs released.
+size_t small_collect_unkeyed(SmallState& s);
 // Gives the pages of unused runs back to the OS (MADV_DONTNEED, or MADV_FREE when `lazy`) in
 // the segments that stay because other runs are in use: runs released at least age_ms before
 // now_ms (age_ms 0: every unused run). Neighbouring runs go in one call. Returns the bytes.

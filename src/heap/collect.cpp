@@ -1,5 +1,5 @@
-// Heap maintenance: giving empty runs and segments back, periodic decay, and malloc_trim.
-// Layer heap.
+// Heap maintenance: giving empty runs and segments back, periodic decay, the collection of
+// idle threads' heaps, and malloc_trim. Layer heap.
 #include "base/options.h"
 #include "heap/heap_internal.h"
 #include "os/os_env.h"
@@ -23,11 +23,32 @@ void flush_class_lists(Heap* h) {
   }
 }
 
-}  // namespace
-
 bool lazy_purge() { return base::option(base::kOptPurge) == base::kPurgeFree; }
 
+// One collector of idle heaps at a time (and none across fork: the child must not inherit a
+// heap lock held by a thread it does not have).
+constinit base::SpinLock g_idle_lock;
+std::atomic<uint64_t> g_idle_scan_ms{0};
+
+uint64_t maintained(const Heap* h) { return __atomic_load_n(&h->maintained_ms, __ATOMIC_RELAXED); }
+
+// The work of idle_collect on one heap (its lock held, its owner idle): what other threads
+// freed to it goes back to its runs where its fast frees cannot interfere, the runs that
+// emptied are released, and unused runs older than the decay time give their pages back.
+void collect_idle(Heap* h, uint64_t now, uint64_t decay) {
+  drain_remote_unkeyed(h);
+  chunks::small_collect_unkeyed(h->small);
+  chunks::small_purge(h->small, now, decay, lazy_purge());
+}
+
+}  // namespace
+
 void collect(Heap* h, bool all) {
+  base::LockGuard guard(h->lock);
+  collect_locked(h, all);
+}
+
+void collect_locked(Heap* h, bool all) {
   drain_remote(h);
   if (all) flush_class_lists(h);
   chunks::small_collect(h->small, all);
@@ -46,8 +67,33 @@ void collect(Heap* h, bool all) {
 
 void decay_process(uint64_t now) {
   source::decay_tick();
-  decay_pooled_heaps(now, static_cast<uint64_t>(base::option(base::kOptDecayMs)));
+  uint64_t decay = static_cast<uint64_t>(base::option(base::kOptDecayMs));
+  decay_pooled_heaps(now, decay);
+  collect_idle_heaps(now, decay);
 }
+
+void collect_idle_heaps(uint64_t now, uint64_t decay) {
+  if (checking()) return;  // every run is unkeyed there, the active ones too
+  uint64_t last = g_idle_scan_ms.load(std::memory_order_relaxed);
+  if (now >= last && now - last < decay / 2) return;
+  if (!g_idle_lock.try_lock()) return;
+  g_idle_scan_ms.store(now, std::memory_order_relaxed);
+  VgQuiet quiet;  // the drain reads the links inside free blocks
+  for (Heap* h = all_heaps(); h != nullptr; h = h->all_next) {
+    uint64_t seen = maintained(h);
+    if (now < seen || now - seen < decay) continue;  // its owner keeps it
+    // An owner in its slow path holds the lock: it is not idle. A heap without a thread
+    // (pooled, or not yet adopted) has the slow key and is the pool's to decay.
+    if (!h->lock.try_lock()) continue;
+    if (h->small.key != h->small.slow_key) collect_idle(h, now, decay);
+    h->lock.unlock();
+  }
+  g_idle_lock.unlock();
+}
+
+void idle_fork_prepare() { g_idle_lock.lock(); }
+void idle_fork_parent() { g_idle_lock.unlock(); }
+void idle_fork_child() { g_idle_lock.reset(); }
 
 void note_event_clock(Heap* h, uint64_t events) {
   uint64_t now = os::now_ms();
@@ -55,7 +101,7 @@ void note_event_clock(Heap* h, uint64_t events) {
   if (events < kCollectEvery && now - h->maintained_ms < decay / 2) return;
   remote_flush();  // the blocks this thread holds for other heaps go out now and then
   collect(h, false);
-  h->maintained_ms = now;
+  __atomic_store_n(&h->maintained_ms, now, __ATOMIC_RELAXED);
   {
     // Free medium memory unused for the decay time goes back to the OS; the chunks stay.
     CheckGuard guard(h);
@@ -63,8 +109,11 @@ void note_event_clock(Heap* h, uint64_t events) {
     chunks::medium_flush_quick_older(h->medium, decay / 2);
     chunks::medium_purge(h->medium, decay, lazy_purge());
   }
-  // Runs unused for the decay time, in segments that stay, give their pages back.
-  chunks::small_purge(h->small, now, decay, lazy_purge());
+  {
+    // Runs unused for the decay time, in segments that stay, give their pages back.
+    base::LockGuard guard(h->lock);
+    chunks::small_purge(h->small, now, decay, lazy_purge());
+  }
   decay_process(now);
   ensure_background();
 }

@@ -30,9 +30,14 @@ struct Heap {
   alignas(64) Heap* pool_next;
   Heap* all_next;
   uint64_t events;         // refills and full-run frees since the last collection
+  // Held by the owner around its slow-path work on what its fast paths never touch (the drain
+  // of the remote list, partial and full runs, segments, collections) and by a thread that
+  // collects the heap while its owner idles (collect_idle_heaps): the fast paths take no lock.
+  base::SpinLock lock;
   int place;               // NUMA node (or source::kPlaceAny) of its segments, for its life
   int huge_place;          // where its huge blocks come from (its place, or interleaved)
-  uint64_t maintained_ms;  // last time its free memory was looked at (collect, purge)
+  uint64_t maintained_ms;  // last time its owner looked at its free memory (relaxed atomic:
+                           // collect_idle_heaps reads it)
   uint64_t pooled_ms;      // when it went to the pool (0: it has a thread, or was collected)
   size_t pooled_bytes;     // segment bytes it held then (counted in the pool's total)
   // Checked mode only: held by the owner around medium-chunk changes and by any thread that
@@ -41,7 +46,7 @@ struct Heap {
 
   constexpr explicit Heap(chunks::Block** null_cell)
       : size_cell{}, big_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
-        all_next(nullptr), events(0), place(0), huge_place(0), maintained_ms(0), pooled_ms(0), pooled_bytes(0),
+        all_next(nullptr), events(0), lock{}, place(0), huge_place(0), maintained_ms(0), pooled_ms(0), pooled_bytes(0),
         check_lock{} {
     for (auto& c : size_cell) c = null_cell;
     for (auto& c : big_cell) c = null_cell;

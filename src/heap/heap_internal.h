@@ -103,6 +103,9 @@ void pool_fork_child();
 // (kRemoteSlots * kRemoteBatch blocks, 2 MiB at worst, a few KiB for small objects).
 inline constexpr unsigned kRemoteSlots = 8;
 inline constexpr uint32_t kRemoteBatch = 32;
+// A thread that ends after sending at least this many blocks starts the background purger in
+// auto mode (see remote_thread_exit).
+inline constexpr size_t kIdleHintBlocks = 4096;
 // Creates the key whose destructor sends a thread's batches when it ends (global_init).
 bool remote_init();
 // p is a block of `owner`, which is not the caller's heap.
@@ -115,13 +118,19 @@ void remote_flush();
 size_t remote_pending();
 // The owner of a batch the calling thread holds, or nullptr.
 Heap* remote_pending_owner();
-// Owner only: takes its remote list and gives the blocks back to their runs (or chunks).
+// Owner only, under the heap's lock: takes its remote list and gives the blocks back to their
+// runs (or chunks).
 void drain_remote(Heap* h);
+// The same for a collector that is not the owner (under the heap's lock): the small blocks of
+// runs without the fast-free key go back to their runs; the others (runs the owner's fast
+// frees may touch, medium blocks) go back on the list for the owner.
+void drain_remote_unkeyed(Heap* h);
 
 // ---- maintenance (collect.cpp) ----
 // Drains remote frees and releases empty runs; `all`: also the cached blocks, the active runs
-// and the medium segments.
+// and the medium segments. Takes the heap's lock; collect_locked is for a caller holding it.
 void collect(Heap* h, bool all);
+void collect_locked(Heap* h, bool all);
 // Counts a slow-path event (refills, frees into full runs, medium and huge frees); every so
 // many, or when the decay time has passed (checked every kClockEvery events), the heap's empty
 // runs go back, the caches decay and idle pooled heaps are collected. The count is inline:
@@ -136,14 +145,27 @@ inline void note_event(Heap* h) {
 inline constexpr uint64_t kCollectBeforeHuge = 64;  // a new huge block first collects after this
 inline constexpr uint32_t kNewRunsBeforeCollect = 16;  // a new small run, after at least this
                                                       // many (see refill in route.cpp)
-// Process-wide decay: the source's caches and the idle pooled heaps. The background thread
-// calls it too.
+// Process-wide decay: the source's caches, the idle pooled heaps and the heaps of idle threads.
+// The background thread calls it too.
 void decay_process(uint64_t now);
+// A thread that waits (in MPI, at a barrier, for its workers) makes no slow-path call, so its
+// heap's maintenance does not run: the blocks other threads free to it wait in its remote
+// list, and the runs they empty stay resident, for as long as it waits. At most every half
+// decay time, this collects every heap whose owner has not maintained it for the decay time
+// and is not in its slow path (try-lock): blocks of runs without the fast-free key go back to
+// their runs, the runs that empty are released (their segments, if empty, go to the source),
+// and unused runs give their pages back after the decay time. What the owner's fast paths may
+// touch (its active and keyed runs, its cached blocks, medium chunks) stays the owner's.
+void collect_idle_heaps(uint64_t now, uint64_t decay);
+void idle_fork_prepare();
+void idle_fork_parent();
+void idle_fork_child();
 
 // ---- background purger (background.cpp) ----
 // Starts the background thread if it is not running (lazily: at the first heap, and after fork
 // in the child): with MPCALLOC_BACKGROUND=1 always; in auto mode once the cache has passed
-// its floor, or when `needed` (ended threads' heaps hold more than the cache budget). Call
+// its floor, or when `needed` (ended threads' heaps hold more than the cache budget, or a
+// thread that freed many blocks of other threads ended: their owners may idle). Call
 // where a nested malloc is harmless.
 void ensure_background(bool needed = false);
 void background_fork_child();

@@ -98,7 +98,10 @@ void thread_exit(void* arg) {
   // and go in bursts, and the next thread reuses its pages without faulting them in again.
   // If no thread adopts it within the decay time, decay_pooled_heaps gives its memory back.
   // The thread pointer may be reused by a new thread: no run may match it any more.
-  chunks::small_set_key(h->small, h->small.slow_key);
+  {
+    base::LockGuard guard(h->lock);  // an idle-heap collector may be at work on it
+    chunks::small_set_key(h->small, h->small.slow_key);
+  }
   if (t_heap == h) t_heap = &g_empty_heap;
   uint64_t now = os::now_ms();
   // Counted before the heap is published: from then on the purger may collect it.
@@ -142,8 +145,13 @@ Heap* acquire_heap() {
   h->pool_next = nullptr;
   if (h->pooled_ms != 0) g_pooled_bytes.fetch_sub(h->pooled_bytes, std::memory_order_relaxed);
   h->pooled_ms = 0;
-  h->maintained_ms = h->medium.clock_ms = os::now_ms();
-  if (!checking()) chunks::small_set_key(h->small, thread_key());
+  uint64_t now = os::now_ms();
+  h->medium.clock_ms = now;
+  __atomic_store_n(&h->maintained_ms, now, __ATOMIC_RELAXED);
+  if (!checking()) {
+    base::LockGuard guard(h->lock);
+    chunks::small_set_key(h->small, thread_key());
+  }
   t_heap = h;
   if (g_key_ok.load(std::memory_order_acquire)) pthread_setspecific(g_key, h);
   return h;

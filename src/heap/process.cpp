@@ -34,6 +34,7 @@ void for_check_locks(void (base::SpinLock::*op)()) {
 }
 
 void fork_prepare() {
+  idle_fork_prepare();
   pool_fork_prepare();
   for_check_locks(&base::SpinLock::lock);
   chunks::huge_fork_prepare();
@@ -44,6 +45,7 @@ void fork_parent() {
   chunks::huge_fork_parent();
   for_check_locks(&base::SpinLock::unlock);
   pool_fork_parent();
+  idle_fork_parent();
 }
 void fork_child() {
   background_fork_child();
@@ -51,6 +53,7 @@ void fork_child() {
   chunks::huge_fork_child();
   for_check_locks(&base::SpinLock::reset);
   pool_fork_child();
+  idle_fork_child();
 }
 
 void print_options() {

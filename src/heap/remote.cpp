@@ -28,6 +28,7 @@ enum : uint8_t { kUnarmed = 0, kArmed, kExiting };
 // destructor sends what is left when the thread ends.
 struct RemoteCache {
   RemoteBatch slot[kRemoteSlots];
+  size_t sent;    // blocks sent in batches so far
   uint8_t state;  // kArmed: the thread-exit key is set, blocks may be held
 };
 
@@ -43,7 +44,17 @@ void push_now(Heap* owner, MpscNode* n) {
 [[gnu::noinline]] void send(RemoteBatch* b) {
   b->owner->remote.push_chain(b->first, b->last);
   g_remote_frees.fetch_add(b->count, std::memory_order_relaxed);
+  t_remote.sent += b->count;
   *b = RemoteBatch{};
+}
+
+// A full batch sent is a slow-path event of the sender's heap: a thread that only frees what
+// others made (a consumer, a worker releasing its master's data) still runs its maintenance,
+// and with it the process-wide decay that collects idle owners' heaps.
+[[gnu::noinline]] void send_full(RemoteBatch* b) {
+  send(b);
+  Heap* me = t_heap;
+  if (me != &g_empty_heap) note_event(me);
 }
 
 // The slot holds another owner's batch (sent first) or none.
@@ -73,10 +84,24 @@ static_assert(kRemoteSlots == 8, "slot_of takes 3 bits");
   start_batch(&c.slot[slot_of(owner)], owner, n);
 }
 
+// The last node of the stretch that starts at n: the nodes after it that lie in n's run.
+MpscNode* run_stretch_end(MpscNode* n) {
+  uintptr_t run = reinterpret_cast<uintptr_t>(n) >> chunks::kRunShift;
+  MpscNode* last = n;
+  while (last->next != nullptr && reinterpret_cast<uintptr_t>(last->next) >> chunks::kRunShift == run) {
+    last = last->next;
+  }
+  return last;
+}
+
 void remote_thread_exit(void*) {
   VgQuiet quiet;  // sending a batch links its last block to the list
   remote_flush();
   t_remote.state = kExiting;  // frees from later destructors go out at once
+  // A thread that freed much of other threads' memory ends: their owners may be waiting (a
+  // master for its workers) and make no call that would collect it; in auto mode, the
+  // background purger now runs to collect idle heaps.
+  if (t_remote.sent >= kIdleHintBlocks) ensure_background(true);
 }
 
 }  // namespace
@@ -95,7 +120,7 @@ void remote_free_small(Heap* owner, void* p) {
   if (__builtin_expect(b->owner != owner, 0)) return start_batch(b, owner, n);
   n->next = b->first;
   b->first = n;
-  if (++b->count == kRemoteBatch) send(b);
+  if (++b->count == kRemoteBatch) send_full(b);
 }
 
 void remote_free_medium(Heap* owner, void* p) { push_now(owner, static_cast<MpscNode*>(p)); }
@@ -133,17 +158,37 @@ void drain_remote(Heap* h) {
     // A batch holds its sender's frees in reverse order, and threads tend to free blocks
     // in the order they were allocated: neighbours in the list mostly share a run, and a
     // stretch of one run goes onto the run's list in one splice.
-    uintptr_t run = reinterpret_cast<uintptr_t>(n) >> chunks::kRunShift;
-    MpscNode* last = n;
-    MpscNode* next = n->next;
-    while (next != nullptr && reinterpret_cast<uintptr_t>(next) >> chunks::kRunShift == run) {
-      last = next;
-      next = next->next;
-    }
+    MpscNode* last = run_stretch_end(n);
+    MpscNode* next = last->next;
     chunks::small_free_chain(h->small, chunks::run_of(n), reinterpret_cast<Block*>(n),
                              reinterpret_cast<Block*>(last));
     n = next;
   }
+}
+
+void drain_remote_unkeyed(Heap* h) {
+  MpscNode* n = h->remote.take_all();
+  MpscNode* keep_first = nullptr;
+  MpscNode* keep_last = nullptr;
+  while (n != nullptr) {
+    // A stretch of blocks of one run (or one medium block), as drain_remote splices.
+    MpscNode* last = run_stretch_end(n);
+    MpscNode* next = last->next;
+    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
+    chunks::RunMeta* r = chunks::run_of(n);
+    if (seg->kind == source::SegmentKind::kSmall && chunks::run_owner_key(r) == h->small.slow_key) {
+      chunks::small_free_chain_unkeyed(h->small, r, reinterpret_cast<Block*>(n),
+                                       reinterpret_cast<Block*>(last));
+    } else {
+      // The owner's fast frees may touch this run (or it is medium memory): the owner drains it.
+      last->next = nullptr;
+      if (keep_first == nullptr) keep_first = n;
+      else keep_last->next = n;
+      keep_last = last;
+    }
+    n = next;
+  }
+  if (keep_first != nullptr) h->remote.push_chain(keep_first, keep_last);
 }
 
 }  // namespace mpcalloc::heap

@@ -19,8 +19,9 @@ using source::SegmentHeader;
 using source::SegmentKind;
 
 [[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
-  drain_remote(h);
   note_event(h);
+  base::LockGuard guard(h->lock);
+  drain_remote(h);
   if (Block* list = chunks::small_refill_reuse(h->small, cls)) return list;
   // The class needs a new run: first give the heap's empty runs back (other classes'), so
   // the new run takes their memory instead of adding to the footprint. A program's phases
@@ -32,7 +33,7 @@ using source::SegmentKind;
   size_t due = h->small.segment_count * 2;
   if (due < kNewRunsBeforeCollect) due = kNewRunsBeforeCollect;
   if (h->small.runs_made - h->small.runs_at_collect >= due) {
-    collect(h, false);
+    collect_locked(h, false);
     if (Block* list = chunks::small_refill_reuse(h->small, cls)) return list;
   }
   return chunks::small_refill_new(h->small, cls);
@@ -66,7 +67,10 @@ Raw route_alloc(Heap* h, size_t size, size_t align, bool want_zero) {
     return {chunks::huge_alloc_overaligned(size, align, h->huge_place), true};
   }
   if (size <= chunks::kMediumMax) {
-    drain_remote(h);
+    {
+      base::LockGuard lock(h->lock);
+      drain_remote(h);
+    }
     CheckGuard guard(h);
     return {chunks::medium_alloc(h->medium, size, align), false};
   }
@@ -90,8 +94,12 @@ namespace {
 // The owner's free of a small block the fast path did not take (a full run, checks on).
 [[gnu::noinline]] void free_small_own(Heap* owner, void* p) {
   RunMeta* r = chunks::run_of(p);
-  bool was_full = r->state == chunks::kRunFull;
-  chunks::small_free_local(owner->small, r, static_cast<Block*>(p));
+  bool was_full;
+  {
+    base::LockGuard guard(owner->lock);
+    was_full = r->state == chunks::kRunFull;
+    chunks::small_free_local(owner->small, r, static_cast<Block*>(p));
+  }
   if (was_full) note_event(owner);
 }
 

@@ -202,6 +202,39 @@ TEST(MemCtl, EndedThreadsMemoryGoesBackWhileTheProcessIdles) {
                                      << waited << " ms";
 }
 
+// MPCALLOC_DECAY_MS=200 (background auto). A master thread allocates 256 MiB of small blocks
+// and hands them to a worker, which frees them all (remote frees, to the master's heap) and
+// ends; the master then waits without any allocator call, as a rank in MPI_Wait. Its heap's
+// maintenance never runs, so the blocks would wait in its remote list, their runs resident,
+// for as long as it waits: the idle-heap collection (started by the ending worker in auto
+// mode) gives them back.
+TEST(MemCtl, IdleOwnersMemoryFreedByAnotherThreadGoesBack) {
+  size_t rss0 = rss_bytes();
+  Rng r{11};
+  std::vector<void*> blocks;
+  blocks.reserve(1 << 20);
+  for (size_t total = 0; total < 256 * kMiB;) {
+    size_t n = 16 + r.below(1000);
+    void* p = g_malloc(n);
+    ASSERT_NE(p, nullptr);
+    memset(p, 5, n);
+    blocks.push_back(p);
+    total += n;
+  }
+  std::thread worker([&blocks] {
+    for (void* p : blocks) g_free(p);
+  });
+  worker.join();
+  size_t peak = rss_bytes();
+  // No allocator call from here on in this thread (the vector's buffer goes at the end).
+  unsigned waited;
+  size_t after = wait_rss_at_most(rss0 + 24 * kMiB, &waited);
+  EXPECT_GT(peak, rss0 + 200 * kMiB);
+  EXPECT_LE(after, rss0 + 24 * kMiB) << "RSS " << (after >> 20) << " MiB, start " << (rss0 >> 20)
+                                     << " MiB, after the worker " << (peak >> 20)
+                                     << " MiB, after " << waited << " ms";
+}
+
 // MPCALLOC_MEM_LIMIT=256M
 TEST(MemCtl, LimitFailsCleanlyAndFreeingMakesRoom) {
   ASSERT_EQ(mpcalloc_option_get("mem_limit"), 256ll << 20);

@@ -461,6 +461,94 @@ long env_long(const char* name, long dflt) {
 
 TEST(Stress, PrefixedThreadsRandomSizesHandoffReallocAligned) { run_stress<PrefixedFace>(1); }
 
+// Owners that allocate in bursts and then sleep (no allocator call) while other threads check
+// and free their blocks: with a 2 ms decay time, the idle-heap collection runs on the sleeping
+// owners' heaps (from the freeing threads' maintenance) while those owners wake up and take
+// their slow paths again. Every block carries a pattern of its address and round; a block
+// handed out twice, or written by the allocator while live, breaks it.
+TEST(Stress, IdleOwnersCollectedWhileOtherThreadsFreeTheirBlocks) {
+  long long old_decay = mpcalloc_option_get("decay_ms");
+  ASSERT_EQ(mpcalloc_option_set("decay_ms", "2"), 0);
+  constexpr int kOwners = 3, kFreers = 2, kRounds = 40, kBurst = 3000;
+  struct Handoff {
+    std::mutex lock;
+    std::vector<std::vector<void*>> batches;  // taken by the freers
+    int owners_left = kOwners;
+  } box;
+  std::atomic<long> bad{0}, freed{0};
+  auto pattern = [](const void* p) { return static_cast<unsigned char>((reinterpret_cast<uintptr_t>(p) >> 4) * 31); };
+  std::vector<std::thread> ts;
+  for (int o = 0; o < kOwners; ++o) {
+    ts.emplace_back([&, o] {
+      Rng r{static_cast<uint64_t>(o) + 77};
+      for (int round = 0; round < kRounds; ++round) {
+        std::vector<void*> mine;
+        mine.reserve(kBurst);
+        for (int i = 0; i < kBurst; ++i) {
+          size_t n = 16 + r.below(r.below(8) == 0 ? 4000 : 500);
+          auto* p = static_cast<unsigned char*>(mpcalloc_malloc(n));
+          if (p == nullptr) {
+            bad.fetch_add(1);
+            continue;
+          }
+          memset(p, pattern(p), n);
+          memcpy(p, &n, sizeof n);  // the size first, for the checker
+          mine.push_back(p);
+        }
+        {
+          std::lock_guard<std::mutex> g(box.lock);
+          box.batches.push_back(std::move(mine));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1 + r.below(6)));  // idle
+      }
+      std::lock_guard<std::mutex> g(box.lock);
+      --box.owners_left;
+    });
+  }
+  for (int f = 0; f < kFreers; ++f) {
+    ts.emplace_back([&] {
+      for (;;) {
+        std::vector<void*> batch;
+        bool done;
+        {
+          std::lock_guard<std::mutex> g(box.lock);
+          done = box.owners_left == 0 && box.batches.empty();
+          if (!box.batches.empty()) {
+            batch = std::move(box.batches.back());
+            box.batches.pop_back();
+          }
+        }
+        if (done) return;
+        if (batch.empty()) {
+          std::this_thread::yield();
+          continue;
+        }
+        for (void* v : batch) {
+          auto* p = static_cast<unsigned char*>(v);
+          size_t n;
+          memcpy(&n, p, sizeof n);
+          if (n < 16 || n > 16 + 4000) {
+            bad.fetch_add(1);
+            continue;
+          }
+          for (size_t i = sizeof n; i < n; ++i) {
+            if (p[i] != pattern(p)) {
+              bad.fetch_add(1);
+              break;
+            }
+          }
+          mpcalloc_free(p);
+          freed.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  mpcalloc_option_set("decay_ms", std::to_string(old_decay).c_str());
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(freed.load(), long{kOwners} * kRounds * kBurst);
+}
+
 #if STRESS_PLAIN
 // Plain malloc/free and C++ new/delete (sized and aligned) of the override library.
 TEST(Stress, PlainMallocAndNewThreadsRandomSizesHandoffReallocAligned) { run_stress<PlainFace>(2); }
