@@ -1,7 +1,10 @@
 // Heap maintenance: giving empty runs and segments back, periodic decay, the collection of
 // idle threads' heaps, and malloc_trim. Layer heap.
+#include <sched.h>
+
 #include "base/options.h"
 #include "heap/heap_internal.h"
+#include "os/os_barrier.h"
 #include "os/os_env.h"
 #include "source/block_source.h"
 
@@ -32,19 +35,23 @@ std::atomic<uint64_t> g_idle_scan_ms{0};
 
 uint64_t maintained(const Heap* h) { return __atomic_load_n(&h->maintained_ms, __ATOMIC_RELAXED); }
 
-// The work of idle_collect on one heap (its lock held, its owner idle): what other threads
-// freed to it goes back to its runs where its fast frees cannot interfere, the runs that
-// emptied are released, and unused runs older than the decay time give their pages back.
+// The work of collect_idle_heaps on one heap (its lock held, its owner idle): what other
+// threads freed to it goes back to its runs where its fast frees cannot interfere and to its
+// medium chunks, the runs that emptied are released, and what has been free for the decay
+// time gives its pages back, as the owner's own maintenance does.
 void collect_idle(Heap* h, uint64_t now, uint64_t decay) {
+  h->medium.clock_ms = now;
   drain_remote_unkeyed(h);
   chunks::small_collect_unkeyed(h->small);
   chunks::small_purge(h->small, now, decay, lazy_purge());
+  chunks::medium_flush_quick_older(h->medium, decay / 2);
+  chunks::medium_purge(h->medium, decay, lazy_purge());
 }
 
 }  // namespace
 
 void collect(Heap* h, bool all) {
-  base::LockGuard guard(h->lock);
+  OwnerSection section(h);
   collect_locked(h, all);
 }
 
@@ -79,16 +86,43 @@ void collect_idle_heaps(uint64_t now, uint64_t decay) {
   if (!g_idle_lock.try_lock()) return;
   g_idle_scan_ms.store(now, std::memory_order_relaxed);
   VgQuiet quiet;  // the drain reads the links inside free blocks
-  for (Heap* h = all_heaps(); h != nullptr; h = h->all_next) {
-    uint64_t seen = maintained(h);
-    if (now < seen || now - seen < decay) continue;  // its owner keeps it
-    // An owner in its slow path holds the lock: it is not idle. A heap without a thread
-    // (pooled, or not yet adopted) has the slow key and is the pool's to decay.
-    if (!h->lock.try_lock()) continue;
-    if (h->small.key != h->small.slow_key) collect_idle(h, now, decay);
-    h->lock.unlock();
+  // Candidates are claimed in groups, with one process-wide barrier per group.
+  constexpr unsigned kGroup = 32;
+  Heap* group[kGroup];
+  Heap* h = all_heaps();
+  while (h != nullptr) {
+    unsigned n = 0;
+    for (; h != nullptr && n < kGroup; h = h->all_next) {
+      uint64_t seen = maintained(h);
+      if (now < seen || now - seen < decay) continue;  // its owner keeps it
+      // Nothing new since the last idle collection, which left only what ages further.
+      if (h->remote.empty() && h->idle_collected_ms > seen && now - h->idle_collected_ms < decay) continue;
+      h->collecting.store(1, std::memory_order_relaxed);
+      group[n++] = h;
+    }
+    if (n == 0) break;
+    bool fenced = os::heavy_barrier();
+    for (unsigned i = 0; i < n; ++i) {
+      Heap* g = group[i];
+      // An owner inside a section is not idle. A heap without a thread (pooled, or not yet
+      // adopted) has the slow key and is the pool's to decay.
+      if (fenced && g->busy.load(std::memory_order_acquire) == 0 &&
+          g->small.key != g->small.slow_key) {
+        collect_idle(g, now, decay);
+        g->idle_collected_ms = now;
+      }
+      g->collecting.store(0, std::memory_order_release);
+    }
   }
   g_idle_lock.unlock();
+}
+
+void OwnerSection::wait_collector(Heap* h) {
+  // The collector either backs off (it saw this section) or finishes its collection.
+  for (unsigned spins = 0; h->collecting.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins > 64) sched_yield();
+    else arch::spin_pause();
+  }
 }
 
 void idle_fork_prepare() { g_idle_lock.lock(); }
@@ -103,16 +137,14 @@ void note_event_clock(Heap* h, uint64_t events) {
   collect(h, false);
   __atomic_store_n(&h->maintained_ms, now, __ATOMIC_RELAXED);
   {
+    OwnerSection section(h);
+    // Runs unused for the decay time, in segments that stay, give their pages back.
+    chunks::small_purge(h->small, now, decay, lazy_purge());
     // Free medium memory unused for the decay time goes back to the OS; the chunks stay.
     CheckGuard guard(h);
     h->medium.clock_ms = now;
     chunks::medium_flush_quick_older(h->medium, decay / 2);
     chunks::medium_purge(h->medium, decay, lazy_purge());
-  }
-  {
-    // Runs unused for the decay time, in segments that stay, give their pages back.
-    base::LockGuard guard(h->lock);
-    chunks::small_purge(h->small, now, decay, lazy_purge());
   }
   decay_process(now);
   ensure_background();

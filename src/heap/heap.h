@@ -2,6 +2,7 @@
 // paths (heap.cpp). Layer heap: called by api; calls chunks, source, base.
 // The fast paths touch only the calling thread's heap: no atomics, no locks, no syscalls.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -30,10 +31,12 @@ struct Heap {
   alignas(64) Heap* pool_next;
   Heap* all_next;
   uint64_t events;         // refills and full-run frees since the last collection
-  // Held by the owner around its slow-path work on what its fast paths never touch (the drain
-  // of the remote list, partial and full runs, segments, collections) and by a thread that
-  // collects the heap while its owner idles (collect_idle_heaps): the fast paths take no lock.
-  base::SpinLock lock;
+  // The two sides of the handshake that keeps a collector of idle heaps (collect_idle_heaps)
+  // out of the owner's slow-path sections (OwnerSection: the drain of the remote list, partial
+  // and full runs, segments, medium chunks, collections); the fast paths take no part.
+  std::atomic<uint32_t> busy;        // set by the owner inside a section (plain stores)
+  std::atomic<uint32_t> collecting;  // set by a collector that claims the heap
+  uint64_t idle_collected_ms;        // the last idle collection (the collector's own field)
   int place;               // NUMA node (or source::kPlaceAny) of its segments, for its life
   int huge_place;          // where its huge blocks come from (its place, or interleaved)
   uint64_t maintained_ms;  // last time its owner looked at its free memory (relaxed atomic:
@@ -46,7 +49,7 @@ struct Heap {
 
   constexpr explicit Heap(chunks::Block** null_cell)
       : size_cell{}, big_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
-        all_next(nullptr), events(0), lock{}, place(0), huge_place(0), maintained_ms(0), pooled_ms(0), pooled_bytes(0),
+        all_next(nullptr), events(0), busy{0}, collecting{0}, idle_collected_ms(0), place(0), huge_place(0), maintained_ms(0), pooled_ms(0), pooled_bytes(0),
         check_lock{} {
     for (auto& c : size_cell) c = null_cell;
     for (auto& c : big_cell) c = null_cell;

@@ -39,6 +39,29 @@ class VgQuiet {
 // The cell every size maps to when a heap has no thread or checks are on: always empty.
 extern constinit chunks::Block* g_null_cell;
 
+// The owner's side of its heap's slow-path sections: a collector of idle heaps claims the heap
+// only while no section is open, and a section that opens during a collection waits for its
+// end. Asymmetric handshake: here two plain stores and a load (no atomic read-modify-write,
+// no fence); the collector stores its claim, runs a barrier on every thread of the process
+// (os::heavy_barrier), then reads `busy`. Either the collector sees the section open and
+// backs off, or the section sees the claim and waits. The pool's collection of a pooled heap
+// opens sections too. Sections do not nest.
+class OwnerSection {
+ public:
+  explicit OwnerSection(Heap* h) : h_(h) {
+    h->busy.store(1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (__builtin_expect(h->collecting.load(std::memory_order_acquire) != 0, 0)) wait_collector(h);
+  }
+  ~OwnerSection() { h_->busy.store(0, std::memory_order_release); }
+  OwnerSection(const OwnerSection&) = delete;
+  OwnerSection& operator=(const OwnerSection&) = delete;
+
+ private:
+  [[gnu::noinline]] static void wait_collector(Heap* h);
+  Heap* h_;
+};
+
 // Held around medium-chunk changes in checked mode (see Heap::check_lock); nothing otherwise.
 class CheckGuard {
  public:
@@ -121,9 +144,9 @@ Heap* remote_pending_owner();
 // Owner only, under the heap's lock: takes its remote list and gives the blocks back to their
 // runs (or chunks).
 void drain_remote(Heap* h);
-// The same for a collector that is not the owner (under the heap's lock): the small blocks of
-// runs without the fast-free key go back to their runs; the others (runs the owner's fast
-// frees may touch, medium blocks) go back on the list for the owner.
+// The same for a collector that is not the owner (under the heap's lock): medium blocks and
+// the small blocks of runs without the fast-free key go back to their chunks and runs; the
+// blocks of runs the owner's fast frees may touch go back on the list for the owner.
 void drain_remote_unkeyed(Heap* h);
 
 // ---- maintenance (collect.cpp) ----
@@ -154,8 +177,8 @@ void decay_process(uint64_t now);
 // decay time, this collects every heap whose owner has not maintained it for the decay time
 // and is not in its slow path (try-lock): blocks of runs without the fast-free key go back to
 // their runs, the runs that empty are released (their segments, if empty, go to the source),
-// and unused runs give their pages back after the decay time. What the owner's fast paths may
-// touch (its active and keyed runs, its cached blocks, medium chunks) stays the owner's.
+// and unused runs and free medium chunks give their pages back after the decay time. What the
+// owner's fast paths may touch (its active and keyed runs, its cached blocks) stays the owner's.
 void collect_idle_heaps(uint64_t now, uint64_t decay);
 void idle_fork_prepare();
 void idle_fork_parent();

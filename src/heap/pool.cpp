@@ -99,7 +99,7 @@ void thread_exit(void* arg) {
   // If no thread adopts it within the decay time, decay_pooled_heaps gives its memory back.
   // The thread pointer may be reused by a new thread: no run may match it any more.
   {
-    base::LockGuard guard(h->lock);  // an idle-heap collector may be at work on it
+    OwnerSection section(h);  // an idle-heap collector may be at work on it
     chunks::small_set_key(h->small, h->small.slow_key);
   }
   if (t_heap == h) t_heap = &g_empty_heap;
@@ -149,7 +149,7 @@ Heap* acquire_heap() {
   h->medium.clock_ms = now;
   __atomic_store_n(&h->maintained_ms, now, __ATOMIC_RELAXED);
   if (!checking()) {
-    base::LockGuard guard(h->lock);
+    OwnerSection section(h);
     chunks::small_set_key(h->small, thread_key());
   }
   t_heap = h;

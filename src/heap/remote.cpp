@@ -171,16 +171,21 @@ void drain_remote_unkeyed(Heap* h) {
   MpscNode* keep_first = nullptr;
   MpscNode* keep_last = nullptr;
   while (n != nullptr) {
-    // A stretch of blocks of one run (or one medium block), as drain_remote splices.
+    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
+    if (seg->kind != source::SegmentKind::kSmall) {
+      MpscNode* next = n->next;  // the owner's medium paths hold the lock too
+      chunks::medium_free(h->medium, n);
+      n = next;
+      continue;
+    }
     MpscNode* last = run_stretch_end(n);
     MpscNode* next = last->next;
-    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
     chunks::RunMeta* r = chunks::run_of(n);
-    if (seg->kind == source::SegmentKind::kSmall && chunks::run_owner_key(r) == h->small.slow_key) {
+    if (chunks::run_owner_key(r) == h->small.slow_key) {
       chunks::small_free_chain_unkeyed(h->small, r, reinterpret_cast<Block*>(n),
                                        reinterpret_cast<Block*>(last));
     } else {
-      // The owner's fast frees may touch this run (or it is medium memory): the owner drains it.
+      // The owner's fast frees may touch this run: the owner drains it.
       last->next = nullptr;
       if (keep_first == nullptr) keep_first = n;
       else keep_last->next = n;

@@ -20,7 +20,7 @@ using source::SegmentKind;
 
 [[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
   note_event(h);
-  base::LockGuard guard(h->lock);
+  OwnerSection section(h);
   drain_remote(h);
   if (Block* list = chunks::small_refill_reuse(h->small, cls)) return list;
   // The class needs a new run: first give the heap's empty runs back (other classes'), so
@@ -67,10 +67,8 @@ Raw route_alloc(Heap* h, size_t size, size_t align, bool want_zero) {
     return {chunks::huge_alloc_overaligned(size, align, h->huge_place), true};
   }
   if (size <= chunks::kMediumMax) {
-    {
-      base::LockGuard lock(h->lock);
-      drain_remote(h);
-    }
+    OwnerSection section(h);
+    drain_remote(h);
     CheckGuard guard(h);
     return {chunks::medium_alloc(h->medium, size, align), false};
   }
@@ -96,7 +94,7 @@ namespace {
   RunMeta* r = chunks::run_of(p);
   bool was_full;
   {
-    base::LockGuard guard(owner->lock);
+    OwnerSection section(owner);
     was_full = r->state == chunks::kRunFull;
     chunks::small_free_local(owner->small, r, static_cast<Block*>(p));
   }
@@ -109,6 +107,7 @@ namespace {
       Heap* owner = static_cast<Heap*>(seg->owner);
       if (owner == t_heap) {
         {
+          OwnerSection section(owner);
           CheckGuard guard(owner);
           chunks::medium_free(owner->medium, p);
         }
@@ -179,6 +178,7 @@ void* malloc_slow(size_t size) {
     } else if (size <= chunks::kMediumMax && h != &g_empty_heap) {
       // Likewise a medium request: straight to the heap's medium chunks (route_alloc's way
       // without its dispatch; the empty heap has none and goes on to get a heap first).
+      OwnerSection section(h);
       if (void* p = chunks::medium_alloc(h->medium, size, 16)) return p;
     }
   }
@@ -232,9 +232,10 @@ namespace {
         case SegmentKind::kSmall:  // reallocate found that it does not fit
           break;
         case SegmentKind::kMedium:
-          if (size > base::kSmallMax && size <= chunks::kMediumMax && seg->owner == t_heap &&
-              chunks::medium_resize_in_place(static_cast<Heap*>(seg->owner)->medium, p, size)) {
-            return p;
+          if (size > base::kSmallMax && size <= chunks::kMediumMax && seg->owner == t_heap) {
+            Heap* owner = static_cast<Heap*>(seg->owner);
+            OwnerSection section(owner);
+            if (chunks::medium_resize_in_place(owner->medium, p, size)) return p;
           }
           break;
         case SegmentKind::kHuge:

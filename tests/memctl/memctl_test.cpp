@@ -202,19 +202,19 @@ TEST(MemCtl, EndedThreadsMemoryGoesBackWhileTheProcessIdles) {
                                      << waited << " ms";
 }
 
-// MPCALLOC_DECAY_MS=200 (background auto). A master thread allocates 256 MiB of small blocks
-// and hands them to a worker, which frees them all (remote frees, to the master's heap) and
-// ends; the master then waits without any allocator call, as a rank in MPI_Wait. Its heap's
-// maintenance never runs, so the blocks would wait in its remote list, their runs resident,
-// for as long as it waits: the idle-heap collection (started by the ending worker in auto
-// mode) gives them back.
+// MPCALLOC_DECAY_MS=200 (background auto). A master thread allocates 256 MiB of small and
+// medium blocks and hands them to a worker, which frees them all (remote frees, to the
+// master's heap) and ends; the master then waits without any allocator call, as a rank in
+// MPI_Wait. Its heap's maintenance never runs, so the blocks would wait in its remote list,
+// their runs and chunks resident, for as long as it waits: the idle-heap collection (started
+// by the ending worker in auto mode) gives them back.
 TEST(MemCtl, IdleOwnersMemoryFreedByAnotherThreadGoesBack) {
   size_t rss0 = rss_bytes();
   Rng r{11};
   std::vector<void*> blocks;
   blocks.reserve(1 << 20);
   for (size_t total = 0; total < 256 * kMiB;) {
-    size_t n = 16 + r.below(1000);
+    size_t n = r.below(100) < 97 ? 16 + r.below(1000) : 8192 + r.below(200 * 1024);
     void* p = g_malloc(n);
     ASSERT_NE(p, nullptr);
     memset(p, 5, n);
