@@ -79,6 +79,11 @@ void decay_process(uint64_t now) {
   collect_idle_heaps(now, decay);
 }
 
+bool back_from_wait(const Heap* h) {
+  uint64_t decay = static_cast<uint64_t>(base::option(base::kOptDecayMs));
+  return os::now_ms() - h->maintained_ms >= decay / 2;
+}
+
 void collect_idle_heaps(uint64_t now, uint64_t decay) {
   if (checking()) return;  // every run is unkeyed there, the active ones too
   uint64_t last = g_idle_scan_ms.load(std::memory_order_relaxed);
@@ -106,20 +111,35 @@ void collect_idle_heaps(uint64_t now, uint64_t decay) {
       Heap* g = group[i];
       // An owner inside a section is not idle. A heap without a thread (pooled, or not yet
       // adopted) has the slow key and is the pool's to decay.
+      uint32_t after = 0;
       if (fenced && g->busy.load(std::memory_order_acquire) == 0 &&
           g->small.key != g->small.slow_key) {
         collect_idle(g, now, decay);
         g->idle_collected_ms = now;
+        // What only the owner may touch (its keyed runs, emptied by its own frees or by the
+        // drain of its own rare slow paths) goes back at its maintenance, which a thread that
+        // makes few slow-path calls (a rank polling in MPI_Wait) would seldom reach.
+        after = kMaintainRequest;
       }
-      g->collecting.store(0, std::memory_order_release);
+      g->collecting.store(after, std::memory_order_release);
     }
   }
   g_idle_lock.unlock();
 }
 
 void OwnerSection::wait_collector(Heap* h) {
-  // The collector either backs off (it saw this section) or finishes its collection.
-  for (unsigned spins = 0; h->collecting.load(std::memory_order_acquire) != 0; ++spins) {
+  for (unsigned spins = 0;; ++spins) {
+    uint32_t c = h->collecting.load(std::memory_order_acquire);
+    if (c == 0) return;
+    if (c == kMaintainRequest) {
+      // Not a claim: the next slow-path event runs the heap's whole maintenance.
+      if (h->collecting.compare_exchange_strong(c, 0, std::memory_order_acq_rel)) {
+        h->events = kCollectEvery - 1;
+        return;
+      }
+      continue;
+    }
+    // A claim: the collector either backs off (it saw this section) or finishes.
     if (spins > 64) sched_yield();
     else arch::spin_pause();
   }

@@ -46,6 +46,9 @@ extern constinit chunks::Block* g_null_cell;
 // (os::heavy_barrier), then reads `busy`. Either the collector sees the section open and
 // backs off, or the section sees the claim and waits. The pool's collection of a pooled heap
 // opens sections too. Sections do not nest.
+// A collector of idle heaps leaves this in `collecting` after it collected a heap: the owner's
+// next section sees it and makes its next slow-path event run the whole maintenance.
+inline constexpr uint32_t kMaintainRequest = 2;
 class OwnerSection {
  public:
   explicit OwnerSection(Heap* h) : h_(h) {
@@ -141,10 +144,18 @@ void remote_flush();
 size_t remote_pending();
 // The owner of a batch the calling thread holds, or nullptr.
 Heap* remote_pending_owner();
-// Owner only, under the heap's lock: takes its remote list and gives the blocks back to their
-// runs (or chunks).
-void drain_remote(Heap* h);
-// The same for a collector that is not the owner (under the heap's lock): medium blocks and
+// Owner only, in a section: takes its remote list and gives the blocks back to their runs (or
+// chunks). Returns how many blocks it took.
+size_t drain_remote(Heap* h);
+// A drain of at least this many blocks by an owner that has not maintained its heap for half
+// the decay time is followed by a collection (refill): the owner comes back from a wait to
+// find what others freed meanwhile, and runs that emptied are released now, not at a
+// maintenance that a thread making few slow-path calls seldom reaches. (Producers that drain
+// big lists while they keep allocating maintain their heaps anyway.)
+inline constexpr size_t kDrainCollect = 4096;
+// The owner has not maintained its heap for half the decay time (collect.cpp).
+[[gnu::noinline]] bool back_from_wait(const Heap* h);
+// The same for a collector that is not the owner (in its claim): medium blocks and
 // the small blocks of runs without the fast-free key go back to their chunks and runs; the
 // blocks of runs the owner's fast frees may touch go back on the list for the owner.
 void drain_remote_unkeyed(Heap* h);

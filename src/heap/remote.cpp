@@ -85,12 +85,16 @@ static_assert(kRemoteSlots == 8, "slot_of takes 3 bits");
 }
 
 // The last node of the stretch that starts at n: the nodes after it that lie in n's run.
-MpscNode* run_stretch_end(MpscNode* n) {
+// Adds the stretch's length to *count.
+MpscNode* run_stretch_end(MpscNode* n, size_t* count) {
   uintptr_t run = reinterpret_cast<uintptr_t>(n) >> chunks::kRunShift;
   MpscNode* last = n;
+  size_t k = 1;
   while (last->next != nullptr && reinterpret_cast<uintptr_t>(last->next) >> chunks::kRunShift == run) {
     last = last->next;
+    ++k;
   }
+  *count += k;
   return last;
 }
 
@@ -144,26 +148,29 @@ size_t remote_pending() {
   return n;
 }
 
-void drain_remote(Heap* h) {
+size_t drain_remote(Heap* h) {
   MpscNode* n = h->remote.take_all();
+  size_t count = 0;
   while (n != nullptr) {
     source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
     if (seg->kind != source::SegmentKind::kSmall) {
       MpscNode* next = n->next;
       CheckGuard guard(h);
       chunks::medium_free(h->medium, n);
+      ++count;
       n = next;
       continue;
     }
     // A batch holds its sender's frees in reverse order, and threads tend to free blocks
     // in the order they were allocated: neighbours in the list mostly share a run, and a
     // stretch of one run goes onto the run's list in one splice.
-    MpscNode* last = run_stretch_end(n);
+    MpscNode* last = run_stretch_end(n, &count);
     MpscNode* next = last->next;
     chunks::small_free_chain(h->small, chunks::run_of(n), reinterpret_cast<Block*>(n),
                              reinterpret_cast<Block*>(last));
     n = next;
   }
+  return count;
 }
 
 void drain_remote_unkeyed(Heap* h) {
@@ -178,7 +185,8 @@ void drain_remote_unkeyed(Heap* h) {
       n = next;
       continue;
     }
-    MpscNode* last = run_stretch_end(n);
+    size_t unused = 0;
+    MpscNode* last = run_stretch_end(n, &unused);
     MpscNode* next = last->next;
     chunks::RunMeta* r = chunks::run_of(n);
     if (chunks::run_owner_key(r) == h->small.slow_key) {
