@@ -1,7 +1,10 @@
 /* Idle return: allocate about 1 GiB of mixed small, medium and huge blocks, free them all in a
  * random order, then make no allocator call at all and print the resident set size every
  * 100 ms for 5 s ("ms,MiB" lines). Models an MPI rank that frees its working set and then
- * waits in a barrier: does the memory go back to the system while nobody calls malloc? */
+ * waits in a barrier: does the memory go back to the system while nobody calls malloc?
+ * With the argument "remote", a worker thread frees the blocks and ends, and the main thread
+ * that allocated them waits: a master whose workers released its data. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +34,19 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-int main(void) {
-  enum { kMax = 1 << 20 };
-  static void* p[kMax];
+enum { kMax = 1 << 20 };
+static void* p[kMax];
+static int n;
+
+static void* free_all(void* arg) {
+  (void)arg;
+  for (int i = 0; i < n; i++) free(p[i]);
+  return NULL;
+}
+
+int main(int argc, char** argv) {
+  int remote = argc > 1 && strcmp(argv[1], "remote") == 0;
   size_t total = 0;
-  int n = 0;
   printf("# start %.1f MiB\n", rss_mib());
   while (total < ((size_t)1 << 30) && n < kMax) {
     uint64_t k = next() % 100;
@@ -53,7 +64,13 @@ int main(void) {
     p[i] = p[j];
     p[j] = t;
   }
-  for (int i = 0; i < n; i++) free(p[i]);
+  if (remote) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_all, NULL) != 0) return 4;
+    pthread_join(t, NULL);
+  } else {
+    free_all(NULL);
+  }
   double t0 = now_ms();
   printf("0,%.1f\n", rss_mib());
   for (int step = 1; step <= 50; step++) {
