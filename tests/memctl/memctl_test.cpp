@@ -76,18 +76,11 @@ void sleep_ms(unsigned ms) { std::this_thread::sleep_for(std::chrono::millisecon
 // loaded that the purger thread does not get the CPU (a time the test cannot own, so it is
 // reported, not asserted).
 constexpr unsigned kIdleDeadlineMs = 20000;
-// With `poll`, each step also allocates, writes and frees a 3000-byte block, as a rank's MPI
-// progress engine may while it waits.
-size_t wait_rss_at_most(size_t bound, unsigned* waited_ms, bool poll = false) {
+size_t wait_rss_at_most(size_t bound, unsigned* waited_ms) {
   size_t rss = rss_bytes();
   unsigned waited = 0;
   for (; rss > bound && waited < kIdleDeadlineMs; waited += 20) {
     sleep_ms(20);
-    if (poll) {
-      void* p = g_malloc(3000);
-      memset(p, 1, 3000);
-      g_free(p);
-    }
     rss = rss_bytes();
   }
   *waited_ms = waited;
@@ -211,14 +204,11 @@ TEST(MemCtl, EndedThreadsMemoryGoesBackWhileTheProcessIdles) {
 
 // MPCALLOC_DECAY_MS=200 (background auto). A master thread allocates 256 MiB of small and
 // medium blocks and hands them to a worker, which frees them all (remote frees, to the
-// master's heap) and ends; the master then waits, as a rank in MPI_Wait: without any
-// allocator call (IDLE_POLL unset), or making one small allocation now and then (IDLE_POLL=1:
-// too few slow-path calls for its own maintenance to run). The blocks would wait in its remote
-// list, or in its runs after a drain, their pages resident, for as long as it waits: the
-// idle-heap collection (started by the ending worker in auto mode) and the collection after
-// a large drain give them back.
+// master's heap) and ends; the master then waits without any allocator call, as a rank in
+// MPI_Wait. Its heap's maintenance never runs, so the blocks would wait in its remote list,
+// their runs and chunks resident, for as long as it waits: the idle-heap collection (started
+// by the ending worker in auto mode) gives them back.
 TEST(MemCtl, IdleOwnersMemoryFreedByAnotherThreadGoesBack) {
-  const bool poll = getenv("IDLE_POLL") != nullptr;
   size_t rss0 = rss_bytes();
   Rng r{11};
   std::vector<void*> blocks;
@@ -236,10 +226,9 @@ TEST(MemCtl, IdleOwnersMemoryFreedByAnotherThreadGoesBack) {
   });
   worker.join();
   size_t peak = rss_bytes();
-  // No allocator call from here on in this thread but the polls (the vector's buffer goes at
-  // the end).
+  // No allocator call from here on in this thread (the vector's buffer goes at the end).
   unsigned waited;
-  size_t after = wait_rss_at_most(rss0 + 24 * kMiB, &waited, poll);
+  size_t after = wait_rss_at_most(rss0 + 24 * kMiB, &waited);
   EXPECT_GT(peak, rss0 + 200 * kMiB);
   EXPECT_LE(after, rss0 + 24 * kMiB) << "RSS " << (after >> 20) << " MiB, start " << (rss0 >> 20)
                                      << " MiB, after the worker " << (peak >> 20)
