@@ -299,30 +299,29 @@ void small_set_key(SmallState& s, const void* key) {
   }
 }
 
-void small_free_local(SmallState& s, RunMeta* r, Block* b) { small_free_chain(s, r, b, b); }
-
 namespace {
-void free_chain_keyed(SmallState& s, RunMeta* r, Block* first, Block* last, const void* key) {
+void push_chain(SmallState& s, RunMeta* r, Block* first, Block* last) {
   Block*& local = run_local_free(r);
   last->next = local;
   local = first;
-  if (r->state == kRunFull) {
-    // Back in play, at the end of the queue: refills take the run that has been partial the
-    // longest, so it has gathered the most frees (taking the newest, with its one block, made
-    // every refill yield a single block and the run full again at once).
-    set_run_state(r, kRunPartial);
-    run_owner_key(r) = key;
-    s.partial[r->cls].push_back(r);
-  }
+  if (r->state != kRunFull) return;
+  // Back in play, at the end of the queue: refills take the run that has been partial the
+  // longest, so it has gathered the most frees (taking the newest, with its one block, made
+  // every refill yield a single block and the run full again at once).
+  set_run_state(r, kRunPartial);
+  s.partial[r->cls].push_back(r);
 }
 }  // namespace
 
-void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last) {
-  free_chain_keyed(s, r, first, last, s.key);
+void small_free_local(SmallState& s, RunMeta* r, Block* b) {
+  push_chain(s, r, b, b);
+  // The owner frees into this run: its next frees take the fast path. A run back from full
+  // or brought back by a drain (unkeyed) is keyed; the active run already is.
+  if (r->state == kRunPartial && run_owner_key(r) != s.key) run_owner_key(r) = s.key;
 }
 
 void small_free_chain_unkeyed(SmallState& s, RunMeta* r, Block* first, Block* last) {
-  free_chain_keyed(s, r, first, last, s.slow_key);
+  push_chain(s, r, first, last);
 }
 
 size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy) {

@@ -161,15 +161,16 @@ Block* small_take_local(RunMeta* r);
 // Sets the fast-path key of every run that may take fast frees (active and partial runs).
 void small_set_key(SmallState& s, const void* key);
 // A block freed by the owner thread that the fast path did not take (full run, checks on,
-// drained remote frees, blocks the heap hands back from its cache).
+// blocks the heap hands back from its cache). A partial run that takes it gets the owner's
+// key: the owner uses it, its next frees there take the fast path.
 void small_free_local(SmallState& s, RunMeta* r, Block* b);
-// The same for a chain first..last of blocks of run r (linked through next; last->next is
-// overwritten): one splice onto the run's list, so draining other threads' frees costs one
-// pointer read per block.
-void small_free_chain(SmallState& s, RunMeta* r, Block* first, Block* last);
-// The same for a collector that is not the owning thread (idle_collect, under the heap's
-// lock), for runs that take no fast frees (owner_key == slow_key): a full run rejoins the
-// partial queue still without the key, so its owner's fast frees never race with it.
+// Frees of other threads, drained from the heap's remote list by the owner or by a collector
+// of idle heaps: a chain first..last of blocks of run r (linked through next; last->next is
+// overwritten) goes onto the run's list in one splice, one pointer read per block. A full run
+// rejoins the partial queue without the fast-free key: until the owner takes it back into use
+// (a refill) or frees into it, its frees take the slow path, and a collector of idle heaps may
+// release it once it is empty (a thread that waits, polling with a few fast-path calls, would
+// otherwise keep every run its one drain emptied until its own maintenance).
 void small_free_chain_unkeyed(SmallState& s, RunMeta* r, Block* first, Block* last);
 // Hardening for slow-path pops: aborts with a message unless b is a block boundary inside a
 // small run of a live segment (a write after free corrupted a list otherwise).

@@ -79,11 +79,6 @@ void decay_process(uint64_t now) {
   collect_idle_heaps(now, decay);
 }
 
-bool back_from_wait(const Heap* h) {
-  uint64_t decay = static_cast<uint64_t>(base::option(base::kOptDecayMs));
-  return os::now_ms() - h->maintained_ms >= decay / 2;
-}
-
 void collect_idle_heaps(uint64_t now, uint64_t decay) {
   if (checking()) return;  // every run is unkeyed there, the active ones too
   uint64_t last = g_idle_scan_ms.load(std::memory_order_relaxed);
@@ -116,9 +111,9 @@ void collect_idle_heaps(uint64_t now, uint64_t decay) {
           g->small.key != g->small.slow_key) {
         collect_idle(g, now, decay);
         g->idle_collected_ms = now;
-        // What only the owner may touch (its keyed runs, emptied by its own frees or by the
-        // drain of its own rare slow paths) goes back at its maintenance, which a thread that
-        // makes few slow-path calls (a rank polling in MPI_Wait) would seldom reach.
+        // What only the owner may touch (its keyed runs, emptied by its own frees) goes back
+        // at its maintenance, which a thread that makes few slow-path calls (a rank polling
+        // in MPI_Wait) would seldom reach: its next section asks for one.
         after = kMaintainRequest;
       }
       g->collecting.store(after, std::memory_order_release);

@@ -145,16 +145,9 @@ size_t remote_pending();
 // The owner of a batch the calling thread holds, or nullptr.
 Heap* remote_pending_owner();
 // Owner only, in a section: takes its remote list and gives the blocks back to their runs (or
-// chunks). Returns how many blocks it took.
-size_t drain_remote(Heap* h);
-// A drain of at least this many blocks by an owner that has not maintained its heap for half
-// the decay time is followed by a collection (refill): the owner comes back from a wait to
-// find what others freed meanwhile, and runs that emptied are released now, not at a
-// maintenance that a thread making few slow-path calls seldom reaches. (Producers that drain
-// big lists while they keep allocating maintain their heaps anyway.)
-inline constexpr size_t kDrainCollect = 4096;
-// The owner has not maintained its heap for half the decay time (collect.cpp).
-[[gnu::noinline]] bool back_from_wait(const Heap* h);
+// chunks). Runs that come back from full stay without the fast-free key (see
+// chunks::small_free_chain_unkeyed).
+void drain_remote(Heap* h);
 // The same for a collector that is not the owner (in its claim): medium blocks and
 // the small blocks of runs without the fast-free key go back to their chunks and runs; the
 // blocks of runs the owner's fast frees may touch go back on the list for the owner.
@@ -186,7 +179,8 @@ void decay_process(uint64_t now);
 // heap's maintenance does not run: the blocks other threads free to it wait in its remote
 // list, and the runs they empty stay resident, for as long as it waits. At most every half
 // decay time, this collects every heap whose owner has not maintained it for the decay time
-// and is not in its slow path (try-lock): blocks of runs without the fast-free key go back to
+// and that is not inside a section (OwnerSection); heaps without a thread are the pool's.
+// Blocks of runs without the fast-free key go back to
 // their runs, the runs that empty are released (their segments, if empty, go to the source),
 // and unused runs and free medium chunks give their pages back after the decay time. What the
 // owner's fast paths may touch (its active and keyed runs, its cached blocks) stays the owner's.

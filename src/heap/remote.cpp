@@ -85,17 +85,49 @@ static_assert(kRemoteSlots == 8, "slot_of takes 3 bits");
 }
 
 // The last node of the stretch that starts at n: the nodes after it that lie in n's run.
-// Adds the stretch's length to *count.
-MpscNode* run_stretch_end(MpscNode* n, size_t* count) {
+MpscNode* run_stretch_end(MpscNode* n) {
   uintptr_t run = reinterpret_cast<uintptr_t>(n) >> chunks::kRunShift;
   MpscNode* last = n;
-  size_t k = 1;
   while (last->next != nullptr && reinterpret_cast<uintptr_t>(last->next) >> chunks::kRunShift == run) {
     last = last->next;
-    ++k;
   }
-  *count += k;
   return last;
+}
+
+// Gives h's remote list back to its runs and chunks. By the owner (`owner`) every block; by a
+// collector of the idle heap, only the blocks of runs the owner's fast frees cannot touch
+// (without its key): the others go back on the list, for the owner.
+void drain(Heap* h, bool owner) {
+  MpscNode* n = h->remote.take_all();
+  MpscNode* keep_first = nullptr;
+  MpscNode* keep_last = nullptr;
+  while (n != nullptr) {
+    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
+    if (seg->kind != source::SegmentKind::kSmall) {
+      MpscNode* next = n->next;
+      CheckGuard guard(h);
+      chunks::medium_free(h->medium, n);
+      n = next;
+      continue;
+    }
+    // A batch holds its sender's frees in reverse order, and threads tend to free blocks
+    // in the order they were allocated: neighbours in the list mostly share a run, and a
+    // stretch of one run goes onto the run's list in one splice.
+    MpscNode* last = run_stretch_end(n);
+    MpscNode* next = last->next;
+    chunks::RunMeta* r = chunks::run_of(n);
+    if (owner || chunks::run_owner_key(r) == h->small.slow_key) {
+      chunks::small_free_chain_unkeyed(h->small, r, reinterpret_cast<Block*>(n),
+                                       reinterpret_cast<Block*>(last));
+    } else {
+      last->next = nullptr;
+      if (keep_first == nullptr) keep_first = n;
+      else keep_last->next = n;
+      keep_last = last;
+    }
+    n = next;
+  }
+  if (keep_first != nullptr) h->remote.push_chain(keep_first, keep_last);
 }
 
 void remote_thread_exit(void*) {
@@ -148,60 +180,8 @@ size_t remote_pending() {
   return n;
 }
 
-size_t drain_remote(Heap* h) {
-  MpscNode* n = h->remote.take_all();
-  size_t count = 0;
-  while (n != nullptr) {
-    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
-    if (seg->kind != source::SegmentKind::kSmall) {
-      MpscNode* next = n->next;
-      CheckGuard guard(h);
-      chunks::medium_free(h->medium, n);
-      ++count;
-      n = next;
-      continue;
-    }
-    // A batch holds its sender's frees in reverse order, and threads tend to free blocks
-    // in the order they were allocated: neighbours in the list mostly share a run, and a
-    // stretch of one run goes onto the run's list in one splice.
-    MpscNode* last = run_stretch_end(n, &count);
-    MpscNode* next = last->next;
-    chunks::small_free_chain(h->small, chunks::run_of(n), reinterpret_cast<Block*>(n),
-                             reinterpret_cast<Block*>(last));
-    n = next;
-  }
-  return count;
-}
+void drain_remote(Heap* h) { drain(h, true); }
 
-void drain_remote_unkeyed(Heap* h) {
-  MpscNode* n = h->remote.take_all();
-  MpscNode* keep_first = nullptr;
-  MpscNode* keep_last = nullptr;
-  while (n != nullptr) {
-    source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
-    if (seg->kind != source::SegmentKind::kSmall) {
-      MpscNode* next = n->next;  // the owner's medium paths hold the lock too
-      chunks::medium_free(h->medium, n);
-      n = next;
-      continue;
-    }
-    size_t unused = 0;
-    MpscNode* last = run_stretch_end(n, &unused);
-    MpscNode* next = last->next;
-    chunks::RunMeta* r = chunks::run_of(n);
-    if (chunks::run_owner_key(r) == h->small.slow_key) {
-      chunks::small_free_chain_unkeyed(h->small, r, reinterpret_cast<Block*>(n),
-                                       reinterpret_cast<Block*>(last));
-    } else {
-      // The owner's fast frees may touch this run: the owner drains it.
-      last->next = nullptr;
-      if (keep_first == nullptr) keep_first = n;
-      else keep_last->next = n;
-      keep_last = last;
-    }
-    n = next;
-  }
-  if (keep_first != nullptr) h->remote.push_chain(keep_first, keep_last);
-}
+void drain_remote_unkeyed(Heap* h) { drain(h, false); }
 
 }  // namespace mpcalloc::heap

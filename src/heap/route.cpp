@@ -21,7 +21,7 @@ using source::SegmentKind;
 [[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
   note_event(h);
   OwnerSection section(h);
-  if (drain_remote(h) >= kDrainCollect && back_from_wait(h)) collect_locked(h, false);
+  drain_remote(h);
   if (Block* list = chunks::small_refill_reuse(h->small, cls)) return list;
   // The class needs a new run: first give the heap's empty runs back (other classes'), so
   // the new run takes their memory instead of adding to the footprint. A program's phases

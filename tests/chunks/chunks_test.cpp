@@ -430,25 +430,43 @@ TEST(Small, FreeChainSplicesInOrderAndBringsAFullRunBack) {
   all[0]->next = all[1];
   all[1]->next = all[2];
   all[2]->next = reinterpret_cast<Block*>(0x1);  // overwritten by the splice
-  small_free_chain(s, first, all[0], all[2]);
+  small_free_chain_unkeyed(s, first, all[0], all[2]);
   std::vector<Block*> got;
   for (Block* b = run_local_free(first); b != nullptr; b = b->next) got.push_back(b);
   EXPECT_EQ(got, (std::vector<Block*>{all[0], all[1], all[2], all[4]}));
   EXPECT_EQ(first->state, kRunPartial);
-  // A full run that gets a chain goes to the end of the partial queue, keyed for fast frees
-  // (a state of its own: its run is the only one in play, so it is marked full when it runs
-  // out).
-  SmallState s2 = make_small();
-  RunMeta* second = nullptr;
-  std::vector<Block*> more;
-  ASSERT_NO_FATAL_FAILURE(fill_active_run(s2, cls, &second, &more));
-  ASSERT_EQ(second->state, kRunFull);
-  ASSERT_GE(more.size(), 2u);
-  more[0]->next = more[1];
-  small_free_chain(s2, second, more[0], more[1]);
-  EXPECT_EQ(second->state, kRunPartial);
-  EXPECT_EQ(run_owner_key(second), s2.key);
-  EXPECT_EQ(s2.partial[cls].tail, second);
+  EXPECT_EQ(run_owner_key(first), s.key);  // the owner's own free keyed it: it stays keyed
+}
+
+// A full run that only other threads' frees bring back (a drain) goes to the end of the
+// partial queue without the fast-free key, so a collector of the idle heap may release it;
+// the owner's first free into it, or a refill that takes it, gives it the key.
+TEST(Small, RunBroughtBackByADrainIsKeyedOnlyWhenTheOwnerUsesIt) {
+  unsigned cls = base::small_class_of(8192);
+  for (bool by_free : {true, false}) {
+    SCOPED_TRACE(by_free ? "owner's free" : "refill");
+    SmallState s = make_small();
+    RunMeta* r = nullptr;
+    std::vector<Block*> blocks;
+    ASSERT_NO_FATAL_FAILURE(fill_active_run(s, cls, &r, &blocks));
+    ASSERT_EQ(r->state, kRunFull);
+    ASSERT_GE(blocks.size(), 3u);
+    blocks[0]->next = blocks[1];
+    small_free_chain_unkeyed(s, r, blocks[0], blocks[1]);
+    EXPECT_EQ(r->state, kRunPartial);
+    EXPECT_EQ(s.partial[cls].tail, r);
+    EXPECT_EQ(run_owner_key(r), s.slow_key);
+    if (by_free) {
+      small_free_local(s, r, blocks[2]);
+      EXPECT_EQ(run_owner_key(r), s.key);
+      EXPECT_EQ(r->state, kRunPartial);
+    } else {
+      // Exhaust the active run: the refill after it takes r, the queue's only run.
+      while (s.active[cls] != r) ASSERT_NE(small_refill(s, cls), nullptr);
+      EXPECT_EQ(run_owner_key(r), s.key);
+      EXPECT_EQ(r->state, kRunActive);
+    }
+  }
 }
 
 // An active run whose blocks are all out goes to the back of the partial queue still keyed,

@@ -70,17 +70,26 @@ using mpcalloc::test::Rng;
 
 void sleep_ms(unsigned ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
+// A small allocation, as a rank's MPI progress engine may make while it waits.
+void poll_once() {
+  void* p = g_malloc(3000);
+  memset(p, 1, 3000);
+  g_free(p);
+}
+
 // Polls the RSS, with no allocator call, until it is at most `bound` or kIdleDeadlineMs have
 // passed; returns the last reading and, in *waited_ms, how long it took. With the decay time
 // the idle tests set, the purger needs a few hundred ms; the deadline only bounds a machine so
 // loaded that the purger thread does not get the CPU (a time the test cannot own, so it is
 // reported, not asserted).
 constexpr unsigned kIdleDeadlineMs = 20000;
-size_t wait_rss_at_most(size_t bound, unsigned* waited_ms) {
+// With `poll`, each step also makes a poll_once.
+size_t wait_rss_at_most(size_t bound, unsigned* waited_ms, bool poll = false) {
   size_t rss = rss_bytes();
   unsigned waited = 0;
   for (; rss > bound && waited < kIdleDeadlineMs; waited += 20) {
     sleep_ms(20);
+    if (poll) poll_once();
     rss = rss_bytes();
   }
   *waited_ms = waited;
@@ -204,11 +213,18 @@ TEST(MemCtl, EndedThreadsMemoryGoesBackWhileTheProcessIdles) {
 
 // MPCALLOC_DECAY_MS=200 (background auto). A master thread allocates 256 MiB of small and
 // medium blocks and hands them to a worker, which frees them all (remote frees, to the
-// master's heap) and ends; the master then waits without any allocator call, as a rank in
-// MPI_Wait. Its heap's maintenance never runs, so the blocks would wait in its remote list,
-// their runs and chunks resident, for as long as it waits: the idle-heap collection (started
-// by the ending worker in auto mode) gives them back.
+// master's heap) and ends; the master then waits, as a rank in MPI_Wait: without any
+// allocator call (IDLE_POLL unset), or making one small allocation now and then (IDLE_POLL=1:
+// too few slow-path calls for its own maintenance to run, and a rare refill may drain the
+// remote list itself, at any time). The blocks would wait in its remote list, or in its runs
+// after such a drain, their pages resident, for as long as it waits: the idle-heap collection
+// (started by the ending worker in auto mode) gives them back, the runs a drain refilled too
+// (a drain leaves them without the fast-free key). The polling scenario runs with a decay time
+// of 1000 ms, so that the first poll's drain comes well within half a decay time of the
+// master's last maintenance: the case where a collection after the drain (the earlier fix,
+// tied to the time since that maintenance) did not run, and 39 MiB stayed.
 TEST(MemCtl, IdleOwnersMemoryFreedByAnotherThreadGoesBack) {
+  const bool poll = getenv("IDLE_POLL") != nullptr;
   size_t rss0 = rss_bytes();
   Rng r{11};
   std::vector<void*> blocks;
@@ -226,9 +242,13 @@ TEST(MemCtl, IdleOwnersMemoryFreedByAnotherThreadGoesBack) {
   });
   worker.join();
   size_t peak = rss_bytes();
-  // No allocator call from here on in this thread (the vector's buffer goes at the end).
+  // No allocator call from here on in this thread but the polls (the vector's buffer goes at
+  // the end). The first comes at once: no block of 3000 bytes was made before, so it refills,
+  // and the refill drains the whole remote list into the master's runs, however recent its
+  // last maintenance.
+  if (poll) poll_once();
   unsigned waited;
-  size_t after = wait_rss_at_most(rss0 + 24 * kMiB, &waited);
+  size_t after = wait_rss_at_most(rss0 + 24 * kMiB, &waited, poll);
   EXPECT_GT(peak, rss0 + 200 * kMiB);
   EXPECT_LE(after, rss0 + 24 * kMiB) << "RSS " << (after >> 20) << " MiB, start " << (rss0 >> 20)
                                      << " MiB, after the worker " << (peak >> 20)
