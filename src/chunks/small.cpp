@@ -292,7 +292,7 @@ Block* small_refill(SmallState& s, unsigned cls) {
 }
 
 void small_set_key(SmallState& s, const void* key) {
-  s.key = key;
+  __atomic_store_n(&s.key, key, __ATOMIC_RELAXED);  // read by collectors of idle heaps
   for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
     if (s.active[cls] != nullptr) run_owner_key(s.active[cls]) = key;
     for (RunMeta* r = s.partial[cls].head; r != nullptr; r = r->next) run_owner_key(r) = key;

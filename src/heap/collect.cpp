@@ -93,6 +93,9 @@ void collect_idle_heaps(uint64_t now, uint64_t decay) {
   while (h != nullptr) {
     unsigned n = 0;
     for (; h != nullptr && n < kGroup; h = h->all_next) {
+      // A heap without a thread (pooled, or not yet adopted) has the slow key and is the
+      // pool's to decay (checked again in the claim: a thread may adopt it meanwhile).
+      if (__atomic_load_n(&h->small.key, __ATOMIC_RELAXED) == h->small.slow_key) continue;
       uint64_t seen = maintained(h);
       if (now < seen || now - seen < decay) continue;  // its owner keeps it
       // Nothing new since the last idle collection, which left only what ages further.
@@ -104,11 +107,11 @@ void collect_idle_heaps(uint64_t now, uint64_t decay) {
     bool fenced = os::heavy_barrier();
     for (unsigned i = 0; i < n; ++i) {
       Heap* g = group[i];
-      // An owner inside a section is not idle. A heap without a thread (pooled, or not yet
-      // adopted) has the slow key and is the pool's to decay.
+      // An owner inside a section is not idle; a heap adopted since the check above may
+      // have been pooled again.
       uint32_t after = 0;
       if (fenced && g->busy.load(std::memory_order_acquire) == 0 &&
-          g->small.key != g->small.slow_key) {
+          __atomic_load_n(&g->small.key, __ATOMIC_RELAXED) != g->small.slow_key) {
         collect_idle(g, now, decay);
         g->idle_collected_ms = now;
         // What only the owner may touch (its keyed runs, emptied by its own frees) goes back
