@@ -210,7 +210,10 @@ TEST(Heap, NextThreadGetsTheExitedThreadsHeap) {
   a.join();
   b.join();
   EXPECT_NE(h[0], h[1]);
-  EXPECT_EQ(snap().heap_count, count + 1);
+  // One of them adopts the pooled heap; the other a new heap, or another pooled one (the pool
+  // holds more after earlier tests, or after this one in a --gtest_repeat run).
+  EXPECT_TRUE(h[0] == first || h[1] == first);
+  EXPECT_LE(snap().heap_count, count + 1);
 }
 
 TEST(Heap, ThreadFreeingAnExitedThreadsBlocksAdoptsThatHeap) {
