@@ -89,7 +89,17 @@ typedef struct mpcalloc_stats_s {
   size_t small_purged_bytes;   /* pages of unused small runs given back to the OS (mapped) */
 } mpcalloc_stats_t;
 
-void mpcalloc_stats_get(mpcalloc_stats_t* out);
+/* Fills the first `size` bytes of *out (at most the whole record, nothing when out is NULL) and
+ * returns the size of the record this library fills. The record only grows at its end: a
+ * program passes the sizeof of the record it was built with, and gets the fields it knows
+ * from any later library, never a write past its record. */
+size_t mpcalloc_stats_read(mpcalloc_stats_t* out, size_t size);
+/* Fills *out with the fields of the header the program was built with. */
+#define mpcalloc_stats_get(out) ((void)mpcalloc_stats_read((out), sizeof *(out)))
+/* The function of that name (for a pointer to it, dlsym, and programs built before
+ * mpcalloc_stats_read existed): fills the fields up to small_purged_bytes, the record of
+ * version 0.1, whatever the library's record has grown to. */
+void(mpcalloc_stats_get)(mpcalloc_stats_t* out);
 /* Writes a human summary (json == 0) or a JSON object (json != 0) to fd. */
 void mpcalloc_stats_print(int fd, int json);
 /* glibc's malloc_info(3) (exported under that name too, unless built without overrides): the

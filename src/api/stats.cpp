@@ -2,6 +2,7 @@
 // and the signal report; options by name; the load-time initialisation. Layer api.
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <fcntl.h>
 #include <pthread.h>
@@ -62,9 +63,21 @@ source::SourceStats place_stats(int place, StatsRead how, bool* complete) {
 
 }  // namespace mpcalloc::api
 
-MPCALLOC_EXPORT void mpcalloc_stats_get(mpcalloc_stats_t* out) {
-  if (out == nullptr) return;
-  *out = api::stats_snapshot(api::StatsRead::kWait).totals;
+MPCALLOC_EXPORT size_t mpcalloc_stats_read(mpcalloc_stats_t* out, size_t size) {
+  if (out == nullptr) return sizeof(mpcalloc_stats_t);
+  mpcalloc_stats_t t = api::stats_snapshot(api::StatsRead::kWait).totals;
+  std::memcpy(out, &t, size < sizeof(t) ? size : sizeof(t));
+  return sizeof(t);
+}
+
+namespace {
+// The record of version 0.1: what the plain function fills, for ever (fields added later are
+// only for callers that pass their size).
+constexpr size_t kStatsSizeV01 = offsetof(mpcalloc_stats_t, small_purged_bytes) + sizeof(size_t);
+}  // namespace
+
+MPCALLOC_EXPORT void(mpcalloc_stats_get)(mpcalloc_stats_t* out) {
+  mpcalloc_stats_read(out, kStatsSizeV01);
 }
 
 namespace {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <cstddef>
+#include <cstring>
 #include <string>
 #include <unistd.h>
 
@@ -98,6 +100,38 @@ TEST(StatsReport, TextAndJsonCarryTheSameFields) {
     ++fields;
   }
   EXPECT_GE(fields, 12);
+}
+
+
+// The record only grows at its end, and a program built with an older header passes the size
+// it knows: the library writes that much and no byte more, and says how much it has.
+TEST(StatsRead, WritesOnlyTheSizeGivenAndReportsTheRecordSize) {
+  EXPECT_EQ(mpcalloc_stats_read(nullptr, 0), sizeof(mpcalloc_stats_t));
+  void* big = mpcalloc_malloc(8 << 20);
+  ASSERT_NE(big, nullptr);
+  struct {
+    mpcalloc_stats_t s;
+    unsigned char guard[64];
+  } buf;
+  std::memset(&buf, 0xAB, sizeof(buf));
+  const size_t part = offsetof(mpcalloc_stats_t, huge_bytes);  // an older, shorter record
+  EXPECT_EQ(mpcalloc_stats_read(&buf.s, part), sizeof(mpcalloc_stats_t));
+  EXPECT_GE(buf.s.huge_count, 1u);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(&buf);
+  for (size_t i = part; i < sizeof(buf); ++i) ASSERT_EQ(bytes[i], 0xAB) << "byte " << i;
+  // The header's form passes the whole record; the plain function fills version 0.1's.
+  std::memset(&buf, 0xAB, sizeof(buf));
+  mpcalloc_stats_get(&buf.s);
+  EXPECT_GE(buf.s.huge_count, 1u);
+  EXPECT_LT(buf.s.small_purged_bytes, size_t{1} << 48);  // written: not the 0xAB pattern
+  for (unsigned char g : buf.guard) ASSERT_EQ(g, 0xAB);
+  std::memset(&buf, 0xAB, sizeof(buf));
+  void (*plain)(mpcalloc_stats_t*) = mpcalloc_stats_get;
+  plain(&buf.s);
+  EXPECT_GE(buf.s.huge_count, 1u);
+  EXPECT_LT(buf.s.small_purged_bytes, size_t{1} << 48);
+  for (unsigned char g : buf.guard) ASSERT_EQ(g, 0xAB);
+  mpcalloc_free(big);
 }
 
 }  // namespace
