@@ -3,7 +3,10 @@
  * 100 ms for 5 s ("ms,MiB" lines). Models an MPI rank that frees its working set and then
  * waits in a barrier: does the memory go back to the system while nobody calls malloc?
  * With the argument "remote", a worker thread frees the blocks and ends, and the main thread
- * that allocated them waits: a master whose workers released its data. */
+ * that allocated them waits: a master whose workers released its data. With "poll", the same,
+ * but the waiting thread makes one small allocation (3000 bytes, a size it did not use
+ * before) right after the worker ends and then at every step, as an MPI progress engine may
+ * while a rank waits. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,8 +47,16 @@ static void* free_all(void* arg) {
   return NULL;
 }
 
+static void small_call(void) {
+  char* q = malloc(3000);
+  if (q == NULL) exit(5);
+  memset(q, 2, 3000);
+  free(q);
+}
+
 int main(int argc, char** argv) {
-  int remote = argc > 1 && strcmp(argv[1], "remote") == 0;
+  int poll = argc > 1 && strcmp(argv[1], "poll") == 0;
+  int remote = poll || (argc > 1 && strcmp(argv[1], "remote") == 0);
   size_t total = 0;
   printf("# start %.1f MiB\n", rss_mib());
   while (total < ((size_t)1 << 30) && n < kMax) {
@@ -71,11 +82,13 @@ int main(int argc, char** argv) {
   } else {
     free_all(NULL);
   }
+  if (poll) small_call();
   double t0 = now_ms();
   printf("0,%.1f\n", rss_mib());
   for (int step = 1; step <= 50; step++) {
     struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
+    if (poll) small_call();
     printf("%.0f,%.1f\n", now_ms() - t0, rss_mib());
   }
   return 0;
