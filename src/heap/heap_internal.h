@@ -180,10 +180,10 @@ void decay_process(uint64_t now);
 // list, and the runs they empty stay resident, for as long as it waits. At most every half
 // decay time, this collects every heap whose owner has not maintained it for the decay time
 // and that is not inside a section (OwnerSection); heaps without a thread are the pool's.
-// Blocks of runs without the fast-free key go back to
-// their runs, the runs that empty are released (their segments, if empty, go to the source),
-// and unused runs and free medium chunks give their pages back after the decay time. What the
-// owner's fast paths may touch (its active and keyed runs, its cached blocks) stays the owner's.
+// Blocks of runs without the fast-free key go back to their runs, the runs that empty are
+// released (their segments, if empty, go to the source), and unused runs and free medium
+// chunks give their pages back after the decay time. What the owner's fast paths may touch
+// (its active and keyed runs, its cached blocks) stays the owner's.
 void collect_idle_heaps(uint64_t now, uint64_t decay);
 void idle_fork_prepare();
 void idle_fork_parent();
