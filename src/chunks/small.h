@@ -143,6 +143,7 @@ struct SmallState {
   int place;            // where its segments come from (source::kPlace*, or a NUMA node)
   uint32_t runs_made;   // new runs so far: picks each one's colour
   uint32_t runs_at_collect;  // runs_made at the last small_collect
+  uint32_t runs_at_adopt;    // runs_made when its thread took the heap
   size_t segment_count; // small segments held
   bool check_bitmaps;   // checked mode: a new run starts with a clear occupancy bitmap
 };

@@ -42,6 +42,7 @@ struct Heap {
   uint64_t maintained_ms;  // last time its owner looked at its free memory (relaxed atomic:
                            // collect_idle_heaps reads it)
   uint64_t pooled_ms;      // when it went to the pool (0: it has a thread, or was collected)
+  std::atomic<bool> in_pool{false};  // in the pool (written under its lock; read as a hint)
   size_t pooled_bytes;     // segment bytes it held then (counted in the pool's total)
   // Checked mode only: held by the owner around medium-chunk changes and by any thread that
   // validates a medium pointer of this heap (the validation walks the owner's chunks).

@@ -106,6 +106,11 @@ inline Heap* current_heap() {
   Heap* h = t_heap;
   return h != &g_empty_heap ? h : acquire_heap();
 }
+// The calling thread gives its heap to the pool and takes `want` instead, if `want` is in the
+// pool of the same place: a thread that started before its predecessor ended (so the heap it
+// frees into was not pooled yet at its first malloc) still ends up allocating where it frees.
+// false (nothing changes) when `want` has a thread, or with checks on.
+bool adopt_pooled(Heap* want);
 // pthread key destructor: the heap goes to the pool.
 void thread_exit(void* heap);
 // Collects every pooled heap (caller: trim). Takes the pool lock.
@@ -132,6 +137,10 @@ inline constexpr uint32_t kRemoteBatch = 32;
 // A thread that ends after sending at least this many blocks starts the background purger in
 // auto mode (see remote_thread_exit).
 inline constexpr size_t kIdleHintBlocks = 4096;
+// A thread that sends a full batch to a pooled heap adopts it (adopt_pooled), once, while it
+// has made fewer than this many small runs in its own heap (a segment's worth): a thread
+// that has just started, not one with much data of its own, whose frees would all turn remote.
+inline constexpr uint32_t kAdoptYoungRuns = 64;
 // Creates the key whose destructor sends a thread's batches when it ends (global_init).
 bool remote_init();
 // p is a block of `owner`, which is not the caller's heap.

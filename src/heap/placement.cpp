@@ -37,8 +37,10 @@ int rebind_thread() {
   int place = thread_place();
   Heap* h = t_heap;
   if (h != &g_empty_heap && h->place != place) {
-    thread_exit(h);  // to the pool of its place; its blocks stay valid, freed remotely
-    acquire_heap();
+    // A heap of the new place first, then the old one to the pool of its place (its blocks
+    // stay valid, freed remotely): pooling may start the background thread, whose creation
+    // allocates on this thread, and must find a heap in t_heap.
+    if (acquire_heap() != nullptr) thread_exit(h);
   }
   return g_placement.numa && place < source::kMaxNodes ? place : -1;
 }

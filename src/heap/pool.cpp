@@ -111,6 +111,7 @@ void thread_exit(void* arg) {
   {
     base::LockGuard guard(g_pool_lock);
     h->pooled_ms = now != 0 ? now : 1;
+    h->in_pool.store(true, std::memory_order_relaxed);
     h->pool_next = g_pool[h->place];
     g_pool[h->place] = h;
     ++g_pool_size[h->place];
@@ -120,31 +121,30 @@ void thread_exit(void* arg) {
   if (pooled > static_cast<size_t>(base::option(base::kOptCacheMax))) ensure_background(true);
 }
 
-Heap* acquire_heap() {
-  global_init();
-  int place = thread_place();
-  Heap* prefer = remote_pending_owner();
-  Heap* h;
-  {
-    base::LockGuard guard(g_pool_lock);
-    Heap** link = &g_pool[place];
-    for (Heap** l = link; prefer != nullptr && *l != nullptr; l = &(*l)->pool_next) {
-      if (*l == prefer) {
-        link = l;
-        break;
-      }
-    }
-    h = *link;
-    if (h != nullptr) {
-      *link = h->pool_next;
-      --g_pool_size[place];
-    }
+namespace {
+
+// Unlinks `want` from the pool of `place` if it is there (nullptr: takes the newest).
+Heap* take_pooled(int place, const Heap* want) {
+  base::LockGuard guard(g_pool_lock);
+  Heap** link = &g_pool[place];
+  if (want != nullptr) {
+    while (*link != nullptr && *link != want) link = &(*link)->pool_next;
   }
-  if (h == nullptr) h = new_heap(place);
-  if (h == nullptr) return nullptr;
+  Heap* h = *link;
+  if (h != nullptr) {
+    *link = h->pool_next;
+    --g_pool_size[place];
+    h->in_pool.store(false, std::memory_order_relaxed);
+  }
+  return h;
+}
+
+// The calling thread takes h (from the pool, or new) as its heap.
+Heap* adopt(Heap* h) {
   h->pool_next = nullptr;
   if (h->pooled_ms != 0) g_pooled_bytes.fetch_sub(h->pooled_bytes, std::memory_order_relaxed);
   h->pooled_ms = 0;
+  h->small.runs_at_adopt = h->small.runs_made;
   uint64_t now = os::now_ms();
   h->medium.clock_ms = now;
   __atomic_store_n(&h->maintained_ms, now, __ATOMIC_RELAXED);
@@ -155,6 +155,31 @@ Heap* acquire_heap() {
   t_heap = h;
   if (g_key_ok.load(std::memory_order_acquire)) pthread_setspecific(g_key, h);
   return h;
+}
+
+}  // namespace
+
+Heap* acquire_heap() {
+  global_init();
+  int place = thread_place();
+  Heap* h = nullptr;
+  if (Heap* prefer = remote_pending_owner()) h = take_pooled(place, prefer);
+  if (h == nullptr) h = take_pooled(place, nullptr);
+  if (h == nullptr) h = new_heap(place);
+  if (h == nullptr) return nullptr;
+  return adopt(h);
+}
+
+bool adopt_pooled(Heap* want) {
+  Heap* mine = t_heap;
+  if (mine == &g_empty_heap || checking() || want->place != mine->place) return false;
+  Heap* h = take_pooled(want->place, want);
+  if (h == nullptr) return false;  // it has a thread
+  // The new heap first: pooling the old one may start the background thread, whose creation
+  // allocates on this thread, from t_heap.
+  adopt(h);
+  thread_exit(mine);
+  return true;
 }
 
 void decay_pooled_heaps(uint64_t now, uint64_t decay_ms) {

@@ -30,6 +30,7 @@ struct RemoteCache {
   RemoteBatch slot[kRemoteSlots];
   size_t sent;    // blocks sent in batches so far
   uint8_t state;  // kArmed: the thread-exit key is set, blocks may be held
+  bool adopted;   // adopt_pooled was tried (once per thread)
 };
 
 __thread RemoteCache t_remote __attribute__((tls_model("initial-exec")));
@@ -51,10 +52,23 @@ void push_now(Heap* owner, MpscNode* n) {
 // A full batch sent is a slow-path event of the sender's heap: a thread that only frees what
 // others made (a consumer, a worker releasing its master's data) still runs its maintenance,
 // and with it the process-wide decay that collects idle owners' heaps.
+// A thread that starts by freeing a pooled heap's blocks (a successor that inherits the data
+// of a thread that has just ended) takes that heap as its own, once: its frees then are local
+// and it reuses that memory at once. acquire_heap does the same when the heap is pooled at the
+// thread's first malloc; here the predecessor ended later (see adopt_pooled).
 [[gnu::noinline]] void send_full(RemoteBatch* b) {
+  Heap* owner = b->owner;
   send(b);
   Heap* me = t_heap;
-  if (me != &g_empty_heap) note_event(me);
+  if (me == &g_empty_heap) return;
+  bool young = me->small.runs_made - me->small.runs_at_adopt < kAdoptYoungRuns;
+  // (in_pool is read without the pool's lock, a hint: adopt_pooled looks again under it.)
+  if (young && !t_remote.adopted && owner->in_pool.load(std::memory_order_relaxed) &&
+      adopt_pooled(owner)) {
+    t_remote.adopted = true;
+    return;
+  }
+  note_event(me);
 }
 
 // The slot holds another owner's batch (sent first) or none.

@@ -266,6 +266,87 @@ TEST(Heap, ThreadFreeingAnExitedThreadsBlocksAdoptsThatHeap) {
   EXPECT_EQ(snap().heap_count, s0.heap_count);  // no heap was made
 }
 
+// The same when the successor starts before its predecessor ends (a thread that hands its data
+// on and then exits): at its first malloc the predecessor's heap has a thread still, so it
+// gets another; its first full batch of frees to the heap once it is pooled swaps them.
+TEST(Heap, SuccessorStartedBeforeItsPredecessorEndedAdoptsItsHeapLater) {
+  constexpr int kN = 256;
+  std::vector<void*> data(kN);
+  heap::Heap* pred = nullptr;
+  heap::Heap* early = nullptr;
+  heap::Heap* later = nullptr;
+  std::atomic<int> step{0};
+  std::thread p([&] {
+    for (auto& q : data) {
+      q = mpcalloc_malloc(96);
+      std::memset(q, 0x5a, 96);
+    }
+    pred = heap::t_heap;
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+  });
+  size_t remote_after = 0;
+  std::thread s([&] {
+    while (step.load() != 1) std::this_thread::yield();
+    mpcalloc_free(mpcalloc_malloc(96));  // first malloc while the predecessor lives
+    early = heap::t_heap;
+    step.store(2);
+    while (step.load() != 3) std::this_thread::yield();  // it has ended
+    size_t before = snap().remote_frees;
+    for (void* q : data) {
+      EXPECT_EQ(static_cast<unsigned char*>(q)[95], 0x5a);
+      mpcalloc_free(q);
+    }
+    remote_after = snap().remote_frees - before;
+    void* q = mpcalloc_malloc(96);
+    later = heap::t_heap;
+    mpcalloc_free(q);
+  });
+  while (step.load() != 2) std::this_thread::yield();
+  p.join();
+  step.store(3);
+  s.join();
+  EXPECT_NE(early, pred);
+  EXPECT_EQ(later, pred);
+  // The first batch went out remote; the rest were the thread's own frees.
+  EXPECT_EQ(remote_after, heap::kRemoteBatch);
+}
+
+// A thread with much data of its own keeps its heap: its frees of that data would all turn
+// remote. (It made more runs than kAdoptYoungRuns.)
+TEST(Heap, ThreadWithDataOfItsOwnKeepsItsHeap) {
+  constexpr int kN = 256;
+  std::vector<void*> data(kN);
+  heap::Heap* pred = nullptr;
+  heap::Heap* mine = nullptr;
+  heap::Heap* after = nullptr;
+  std::atomic<int> step{0};
+  std::thread p([&] {
+    for (auto& q : data) q = mpcalloc_malloc(96);
+    pred = heap::t_heap;
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+  });
+  std::thread t([&] {
+    while (step.load() != 1) std::this_thread::yield();
+    // 4 KiB blocks, 16 per run: more new runs than kAdoptYoungRuns.
+    std::vector<void*> own((heap::kAdoptYoungRuns + 4) * 16);
+    for (auto& q : own) q = mpcalloc_malloc(4096);
+    mine = heap::t_heap;
+    step.store(2);
+    while (step.load() != 3) std::this_thread::yield();
+    for (void* q : data) mpcalloc_free(q);
+    after = heap::t_heap;
+    for (void* q : own) mpcalloc_free(q);
+  });
+  while (step.load() != 2) std::this_thread::yield();
+  p.join();
+  step.store(3);
+  t.join();
+  EXPECT_NE(mine, pred);
+  EXPECT_EQ(after, mine);
+}
+
 // A class that needs a new run first has the heap give back its empty runs (refill in
 // route.cpp): a program that frees one size class's blocks and then allocates another's
 // reuses that memory instead of growing, without waiting for a periodic collection.
