@@ -30,7 +30,7 @@ struct RemoteCache {
   RemoteBatch slot[kRemoteSlots];
   size_t sent;    // blocks sent in batches so far
   uint8_t state;  // kArmed: the thread-exit key is set, blocks may be held
-  bool adopted;   // adopt_pooled was tried (once per thread)
+  bool adopted;   // the thread adopted a pooled heap it freed into (at most once)
 };
 
 __thread RemoteCache t_remote __attribute__((tls_model("initial-exec")));
@@ -52,8 +52,8 @@ void push_now(Heap* owner, MpscNode* n) {
 // A full batch sent is a slow-path event of the sender's heap: a thread that only frees what
 // others made (a consumer, a worker releasing its master's data) still runs its maintenance,
 // and with it the process-wide decay that collects idle owners' heaps.
-// A thread that starts by freeing a pooled heap's blocks (a successor that inherits the data
-// of a thread that has just ended) takes that heap as its own, once: its frees then are local
+// And a young thread that frees a pooled heap's blocks (a successor that inherits the data of
+// a thread that has just ended) takes that heap as its own, once: its frees then are local
 // and it reuses that memory at once. acquire_heap does the same when the heap is pooled at the
 // thread's first malloc; here the predecessor ended later (see adopt_pooled).
 [[gnu::noinline]] void send_full(RemoteBatch* b) {
