@@ -107,9 +107,10 @@ inline Heap* current_heap() {
   return h != &g_empty_heap ? h : acquire_heap();
 }
 // The calling thread gives its heap to the pool and takes `want` instead, if `want` is in the
-// pool of the same place: a thread that started before its predecessor ended (so the heap it
+// pool of the same place and the caller is young (fewer than kAdoptYoungRuns small runs made
+// since it took its heap): a thread that started before its predecessor ended (so the heap it
 // frees into was not pooled yet at its first malloc) still ends up allocating where it frees.
-// false (nothing changes) when `want` has a thread, or with checks on.
+// false (nothing changes) when `want` has a thread, the caller is not young, or checks are on.
 bool adopt_pooled(Heap* want);
 // pthread key destructor: the heap goes to the pool.
 void thread_exit(void* heap);

@@ -173,6 +173,10 @@ Heap* acquire_heap() {
 bool adopt_pooled(Heap* want) {
   Heap* mine = t_heap;
   if (mine == &g_empty_heap || checking() || want->place != mine->place) return false;
+  if (mine->small.runs_made - mine->small.runs_at_adopt >= kAdoptYoungRuns) return false;
+  // in_pool is read without the pool's lock, a hint (a consumer that never allocates asks at
+  // every batch it sends): take_pooled looks again under the lock.
+  if (!want->in_pool.load(std::memory_order_relaxed)) return false;
   Heap* h = take_pooled(want->place, want);
   if (h == nullptr) return false;  // it has a thread
   // The new heap first: pooling the old one may start the background thread, whose creation

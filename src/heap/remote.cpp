@@ -61,10 +61,7 @@ void push_now(Heap* owner, MpscNode* n) {
   send(b);
   Heap* me = t_heap;
   if (me == &g_empty_heap) return;
-  bool young = me->small.runs_made - me->small.runs_at_adopt < kAdoptYoungRuns;
-  // (in_pool is read without the pool's lock, a hint: adopt_pooled looks again under it.)
-  if (young && !t_remote.adopted && owner->in_pool.load(std::memory_order_relaxed) &&
-      adopt_pooled(owner)) {
+  if (!t_remote.adopted && adopt_pooled(owner)) {
     t_remote.adopted = true;
     return;
   }
