@@ -9,6 +9,7 @@
 #       RESULTS_DIR/GROUP/NAME.log and exit status in NAME.rc. Exits 0 when the VM ran every
 #       case (whatever their verdicts), 1 when numa-vm could not run them (its exits 124: timeout,
 #       125: VM or setup failure) or the VM stopped early: an infrastructure failure.
+#       A run that fails so keeps a copy of its logs in RESULTS_DIR/failed/GROUP-DATE-PID.
 #   numa_vm_test.sh result GROUP RESULTS_DIR NAME
 #       Prints the case's output and exits 0 if it passed, 1 otherwise.
 #
@@ -56,9 +57,10 @@ do_run() {
   echo "numa_vm_test: group $group: numa-vm ${vm_opts[*]}"
   local t0=$SECONDS rc
   "$tools/numa-vm" "${vm_opts[@]}" --file "$here/vm_cases.sh:/numa/vm_cases.sh" \
-    --file "$dir/cases:/numa/cases" -- sh /numa/vm_cases.sh /numa/cases | tee "$dir/vm.log"
+    --file "$dir/cases:/numa/cases" -- sh /numa/vm_cases.sh /numa/cases \
+    2> >(tee "$dir/vm.err" >&2) | tee "$dir/vm.log"
   rc=${PIPESTATUS[0]}
-  echo "numa_vm_test: group $group: VM exit $rc after $((SECONDS - t0)) s"
+  echo "numa_vm_test: group $group: VM exit $rc after $((SECONDS - t0)) s" | tee -a "$dir/vm.err"
 
   # Split the stream at the markers that vm_cases.sh writes.
   awk -v dir="$dir" '
@@ -88,6 +90,13 @@ do_run() {
   done
   echo "numa_vm_test: group $group summary:"
   printf '%s\n' "${summary[@]}"
+  # An infrastructure failure is rare and the next run overwrites $dir: keep its logs (the VM's
+  # output, numa-vm's messages with the console's last lines) where the next run leaves them.
+  if ((rc != 0 || ${#missing[@]})); then
+    local keep
+    keep=$results/failed/$group-$(date +%Y%m%d-%H%M%S)-$$
+    mkdir -p "$keep" && cp -p "$dir"/* "$keep"/ && echo "numa_vm_test: logs kept in $keep"
+  fi
   if ((rc == 124)); then
     die "INFRASTRUCTURE: numa-vm timed out (exit 124) in group $group;" \
         "no placement verdict for: ${missing[*]:-none}"
