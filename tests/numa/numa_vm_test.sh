@@ -58,8 +58,9 @@ do_run() {
   local t0=$SECONDS rc
   "$tools/numa-vm" "${vm_opts[@]}" --file "$here/vm_cases.sh:/numa/vm_cases.sh" \
     --file "$dir/cases:/numa/cases" -- sh /numa/vm_cases.sh /numa/cases \
-    2> >(tee "$dir/vm.err" >&2) | tee "$dir/vm.log"
+    2>"$dir/vm.err" | tee "$dir/vm.log"
   rc=${PIPESTATUS[0]}
+  cat "$dir/vm.err" >&2  # numa-vm's own messages (few: why the VM stopped, its last lines)
   echo "numa_vm_test: group $group: VM exit $rc after $((SECONDS - t0)) s" | tee -a "$dir/vm.err"
 
   # Split the stream at the markers that vm_cases.sh writes.
