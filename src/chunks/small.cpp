@@ -238,13 +238,14 @@ inline void activate(SmallState& s, RunMeta* r, unsigned cls) {
 Block* small_take_local(RunMeta* r) {
   Block*& local = run_local_free(r);
   Block* list = local;
-  if (list == nullptr) return nullptr;
   local = nullptr;
   forget_count(r);
-  check_in_run(r, list);
-  // A run in use gets one more batch while it is young; past kCarveBytes it grows only when
-  // its owner has nothing freed to reuse (keeps the touched memory near the live set).
-  if (r->bump < r->bump_end && static_cast<size_t>(r->bump - run_start(r)) < kCarveBytes) {
+  if (list != nullptr) check_in_run(r, list);
+  // A run in use gets one more batch when it has nothing freed to reuse, or while it is
+  // young; past kCarveBytes it grows only when its owner has nothing freed to reuse (keeps
+  // the touched memory near the live set).
+  if (r->bump < r->bump_end &&
+      (list == nullptr || static_cast<size_t>(r->bump - run_start(r)) < kCarveBytes)) {
     list = carve(r, kCarveBytes, list);
   }
   return list;
@@ -254,7 +255,6 @@ Block* small_refill_reuse(SmallState& s, unsigned cls) {
   RunMeta* r = s.active[cls];
   if (r != nullptr) {
     if (Block* list = small_take_local(r)) return list;
-    if (r->bump < r->bump_end) return carve(r, kCarveBytes, nullptr);
     // Every block is out: to the back of the partial queue, still taking fast frees; if it
     // is still empty when its turn comes, it is marked full then.
     set_run_state(r, kRunPartial);
@@ -395,6 +395,8 @@ size_t small_collect(SmallState& s, bool all) {
         s.active[cls] = nullptr;
         release_run(s, r);
         ++released;
+      } else {
+        forget_count(r);  // malloc pops its list: the count would not stay true
       }
     }
   }

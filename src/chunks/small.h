@@ -149,20 +149,25 @@ struct SmallState {
 };
 
 // A non-empty list of free blocks of class `cls` taken from the active run (made active if
-// needed); nullptr when out of memory. The caller (the heap) caches the list.
+// needed); nullptr when out of memory. The caller (the heap) puts what it does not hand out
+// back as the active run's local_free: that list is the class's malloc list, which the
+// malloc fast path pops and the owner's fast frees into the run push on, so a block freed
+// is the next one handed out (a block that waited behind a batch of older ones came back
+// cold: mstress missed the first-level cache on 78 % of its mallocs, tcmalloc on 21 %). The
+// heap points the class's fast-path cells at that list whenever the active run changes.
 Block* small_refill(SmallState& s, unsigned cls);
 // small_refill in two steps: the blocks of runs the class already has (nullptr when it has
 // none left), then a new run. Between them the heap may release other classes' empty runs,
 // so that the new run reuses their memory instead of growing the footprint.
 Block* small_refill_reuse(SmallState& s, unsigned cls);
 Block* small_refill_new(SmallState& s, unsigned cls);
-// The common refill: the active run's blocks freed by its owner (plus a fresh batch from the
-// run's untouched part, if any). nullptr when there are none.
+// The common refill: the active run's list (empty when malloc popped it dry; blocks that
+// other threads' frees brought back, after a drain), plus a fresh batch from the run's
+// untouched part when the list is empty or the run young. nullptr when there are none.
 Block* small_take_local(RunMeta* r);
 // Sets the fast-path key of every run that may take fast frees (active and partial runs).
 void small_set_key(SmallState& s, const void* key);
-// A block freed by the owner thread that the fast path did not take (full run, checks on,
-// blocks the heap hands back from its cache). A partial run that takes it gets the owner's
+// A block freed by the owner thread that the fast path did not take (full run, checks on). A partial run that takes it gets the owner's
 // key: the owner uses it, its next frees there take the fast path.
 void small_free_local(SmallState& s, RunMeta* r, Block* b);
 // Frees of other threads, drained from the heap's remote list by the owner or by a collector

@@ -13,19 +13,6 @@ namespace {
 
 using chunks::Block;
 
-// Hands the heap's cached blocks back to their runs (before collecting or abandoning).
-void flush_class_lists(Heap* h) {
-  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
-    Block* b = h->class_free[cls];
-    h->class_free[cls] = nullptr;
-    while (b != nullptr) {
-      Block* next = b->next;
-      chunks::small_free_local(h->small, chunks::run_of(b), b);
-      b = next;
-    }
-  }
-}
-
 bool lazy_purge() { return base::option(base::kOptPurge) == base::kPurgeFree; }
 
 // One collector of idle heaps at a time (and none across fork: the child must not inherit a
@@ -57,9 +44,9 @@ void collect(Heap* h, bool all) {
 
 void collect_locked(Heap* h, bool all) {
   drain_remote(h);
-  if (all) flush_class_lists(h);
   chunks::small_collect(h->small, all);
   if (all) {
+    point_all_cells(h);  // active runs that were empty went back
     // Runs left unused inside segments that other runs keep go back too.
     chunks::small_purge(h->small, os::now_ms(), 0, lazy_purge());
     CheckGuard guard(h);

@@ -22,7 +22,6 @@ struct Heap {
   chunks::Block** size_cell[base::kDirectMax + 1];
   // The same for 1 KiB < size <= 8 KiB, by 256-byte steps (classes there are multiples of 256).
   chunks::Block** big_cell[base::kSmallMax / 256 + 1];
-  chunks::Block* class_free[base::kSmallClasses];  // blocks ready for malloc, per class
   chunks::SmallState small;
   chunks::MediumState medium;
   // Blocks other threads freed, drained on the slow path. Its own cache line: the freeing
@@ -49,7 +48,7 @@ struct Heap {
   base::SpinLock check_lock;
 
   constexpr explicit Heap(chunks::Block** null_cell)
-      : size_cell{}, big_cell{}, class_free{}, small{}, medium{}, remote{}, pool_next(nullptr),
+      : size_cell{}, big_cell{}, small{}, medium{}, remote{}, pool_next(nullptr),
         all_next(nullptr), events(0), busy{0}, collecting{0}, idle_collected_ms(0), place(0), huge_place(0), maintained_ms(0), pooled_ms(0), pooled_bytes(0),
         check_lock{} {
     for (auto& c : size_cell) c = null_cell;

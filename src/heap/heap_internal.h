@@ -38,6 +38,11 @@ class VgQuiet {
 };
 // The cell every size maps to when a heap has no thread or checks are on: always empty.
 extern constinit chunks::Block* g_null_cell;
+// Points the fast-path cells of class cls (every size it serves) at its active run's free
+// list, or at the null cell when it has none; nothing with checks on (always the null cell).
+// Called whenever the class's active run changes.
+void point_cells(Heap* h, unsigned cls);
+void point_all_cells(Heap* h);
 
 // The owner's side of its heap's slow-path sections: a collector of idle heaps claims the heap
 // only while no section is open, and a section that opens during a collection waits for its

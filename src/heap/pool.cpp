@@ -37,17 +37,25 @@ std::atomic<size_t> g_pooled_bytes{0};
 pthread_key_t g_key;
 std::atomic<bool> g_key_ok{false};
 
-// Points the fast-path size cells at the class lists (or at the null cell in check mode).
-void set_size_cells(Heap* h) {
-  for (size_t size = 0; size <= base::kDirectMax; ++size) {
-    h->size_cell[size] = checking() ? &g_null_cell : &h->class_free[base::small_class_of(size)];
-  }
-  for (size_t i = 0; i <= base::kSmallMax / 256; ++i) {
-    size_t size = i * 256;
-    bool used = size > base::kDirectMax && !checking();
-    h->big_cell[i] = used ? &h->class_free[base::small_class_of(size)] : &g_null_cell;
+}  // namespace
+
+void point_cells(Heap* h, unsigned cls) {
+  if (checking()) return;  // every cell stays the null cell: malloc takes the checked path
+  chunks::RunMeta* r = h->small.active[cls];
+  chunks::Block** cell = r != nullptr ? &chunks::run_local_free(r) : &g_null_cell;
+  size_t lo = cls == 0 ? 0 : base::small_class_size(cls - 1) + 1;
+  size_t hi = base::small_class_size(cls);
+  for (size_t size = lo; size <= hi && size <= base::kDirectMax; ++size) h->size_cell[size] = cell;
+  for (size_t i = base::kDirectMax / 256 + 1; i <= base::kSmallMax / 256; ++i) {
+    if (i * 256 >= lo && i * 256 <= hi) h->big_cell[i] = cell;
   }
 }
+
+void point_all_cells(Heap* h) {
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) point_cells(h, cls);
+}
+
+namespace {
 
 Heap* new_heap(int place) {
   Heap* h;
@@ -62,8 +70,7 @@ Heap* new_heap(int place) {
     h = reinterpret_cast<Heap*>(g_meta_cur);
     g_meta_cur += base::align_up(sizeof(Heap), 64);
   }
-  new (h) Heap(&g_null_cell);
-  set_size_cells(h);
+  new (h) Heap(&g_null_cell);  // no active run yet: every cell is the null cell
   // Odd, so never equal to a thread pointer.
   h->small.slow_key = reinterpret_cast<char*>(h) + 1;
   h->small.key = h->small.slow_key;

@@ -39,15 +39,20 @@ using source::SegmentKind;
   return chunks::small_refill_new(h->small, cls);
 }
 
+// The class's malloc list is its active run's local_free list: the fast path pops it, and the
+// owner's fast frees into that run push on it.
 inline void* small_alloc(Heap* h, unsigned cls) {
-  Block* b = h->class_free[cls];
+  RunMeta* r = h->small.active[cls];
+  Block* b = r != nullptr ? chunks::run_local_free(r) : nullptr;
   if (b == nullptr) {
     b = refill(h, cls);
     if (b == nullptr) return nullptr;
+    r = h->small.active[cls];
+    point_cells(h, cls);
   } else {
     chunks::small_check_block(b);  // slow path only: sizes above the fast path's, or checks on
   }
-  h->class_free[cls] = b->next;
+  chunks::run_local_free(r) = b->next;
   return b;
 }
 
@@ -162,16 +167,16 @@ size_t usable_raw(const void* p) {
 
 void* malloc_slow(size_t size) {
   Heap* h = t_heap;
-  // The common miss: the class list ran dry and the active run has blocks its owner freed.
-  // Swap them in without the general machinery (drains and collections happen when no such
-  // blocks are there, or when other threads have freed blocks to us).
+  // The common miss: the active run's list ran dry and the run has an untouched part left.
+  // Carve a batch without the general machinery (drains and collections happen when it has
+  // none, or when other threads have freed blocks to us).
   if (h->remote.empty() && !checking()) {
     if (size <= base::kSmallMax) {
       unsigned cls = base::small_class_of(size);
       RunMeta* r = h->small.active[cls];
       if (r != nullptr) {
         if (Block* b = chunks::small_take_local(r)) {
-          h->class_free[cls] = b->next;
+          chunks::run_local_free(r) = b->next;
           return b;
         }
       }
