@@ -140,6 +140,18 @@ void pool_fork_child();
 // (kRemoteSlots * kRemoteBatch blocks, 2 MiB at worst, a few KiB for small objects).
 inline constexpr unsigned kRemoteSlots = 8;
 inline constexpr uint32_t kRemoteBatch = 32;
+// Each block of a batch also records, in its second word, the block kRemoteSkip places further
+// down the chain (added kRemoteSkip frees before it): the owner's drain, a walk of dependent
+// loads of blocks last written on another core, prefetches that one at each step and so has
+// kRemoteSkip misses in flight instead of one (mstress, two threads replacing each other's
+// blocks: 0.82 -> 0.74 s CPU, tcmalloc 0.69; xmalloc_pc 1.03 -> 0.84). A hint only: a block
+// without one (the first few of a batch, a block sent alone, a medium chunk) holds anything
+// there, and a prefetch of a wild address does nothing.
+inline constexpr unsigned kRemoteSkip = 4;
+struct RemoteNode {
+  base::MpscNode node;
+  base::MpscNode* skip;
+};
 // A thread that ends after sending at least this many blocks starts the background purger in
 // auto mode (see remote_thread_exit).
 inline constexpr size_t kIdleHintBlocks = 4096;

@@ -20,6 +20,7 @@ struct RemoteBatch {
   MpscNode* first;
   MpscNode* last;
   size_t count;
+  MpscNode* recent[kRemoteSkip];  // the last blocks added, by count modulo kRemoteSkip
 };
 
 enum : uint8_t { kUnarmed = 0, kArmed, kExiting };
@@ -72,7 +73,7 @@ void push_now(Heap* owner, MpscNode* n) {
 [[gnu::noinline]] void start_batch(RemoteBatch* b, Heap* owner, MpscNode* n) {
   if (b->owner != nullptr) send(b);
   n->next = nullptr;
-  *b = RemoteBatch{owner, n, n, 1};
+  *b = RemoteBatch{owner, n, n, 1, {n}};
 }
 
 // Heaps are 64-byte aligned records several KiB apart: a multiplicative hash of the address
@@ -96,11 +97,16 @@ static_assert(kRemoteSlots == 8, "slot_of takes 3 bits");
 }
 
 // The last node of the stretch that starts at n: the nodes after it that lie in n's run.
+inline void prefetch_skip(const MpscNode* n) {
+  __builtin_prefetch(reinterpret_cast<const RemoteNode*>(n)->skip);
+}
+
 MpscNode* run_stretch_end(MpscNode* n) {
   uintptr_t run = reinterpret_cast<uintptr_t>(n) >> chunks::kRunShift;
   MpscNode* last = n;
   while (last->next != nullptr && reinterpret_cast<uintptr_t>(last->next) >> chunks::kRunShift == run) {
     last = last->next;
+    prefetch_skip(last);
   }
   return last;
 }
@@ -113,6 +119,7 @@ void drain(Heap* h, bool owner) {
   MpscNode* keep_first = nullptr;
   MpscNode* keep_last = nullptr;
   while (n != nullptr) {
+    prefetch_skip(n);
     source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
     if (seg->kind != source::SegmentKind::kSmall) {
       MpscNode* next = n->next;
@@ -166,6 +173,9 @@ void remote_free_small(Heap* owner, void* p) {
   RemoteBatch* b = &c.slot[slot_of(owner)];
   if (__builtin_expect(b->owner != owner, 0)) return start_batch(b, owner, n);
   n->next = b->first;
+  MpscNode*& back = b->recent[b->count % kRemoteSkip];
+  reinterpret_cast<RemoteNode*>(n)->skip = back;
+  back = n;
   b->first = n;
   if (++b->count == kRemoteBatch) send_full(b);
 }

@@ -605,6 +605,40 @@ TEST(Heap, RemoteFreesTravelInBatchesAndAllArrive) {
 
 // Blocks aligned to a segment or more have no header but are mapped through the source, so
 // mapped_bytes, huge_count and huge_bytes (and mallinfo2, stats print) include them.
+// A batch's blocks reach the owner as a chain in which each block also names the one
+// kRemoteSkip places further down (what the drain prefetches), and the drain gives back every
+// block of the chain.
+TEST(Heap, RemoteBatchBlocksNameTheBlockFourFurtherDown) {
+  constexpr size_t kBatch = heap::kRemoteBatch;
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < kBatch; ++i) blocks.push_back(mpcalloc_malloc(16));
+  heap::Heap* me = heap::t_heap;
+  heap::drain_remote(me);  // start from an empty list
+  std::thread([&] {
+    for (void* p : blocks) mpcalloc_free(p);  // one full batch: sent at the last free
+  }).join();
+  std::vector<base::MpscNode*> chain;
+  base::MpscNode* first = me->remote.take_all();
+  for (base::MpscNode* n = first; n != nullptr; n = n->next) chain.push_back(n);
+  ASSERT_EQ(chain.size(), kBatch);
+  EXPECT_EQ(chain.front(), blocks.back());  // newest first
+  for (size_t i = 0; i + heap::kRemoteSkip < chain.size(); ++i) {
+    EXPECT_EQ(reinterpret_cast<heap::RemoteNode*>(chain[i])->skip, chain[i + heap::kRemoteSkip])
+        << "block " << i;
+  }
+  me->remote.push_chain(first, chain.back());
+  heap::drain_remote(me);
+  std::set<void*> want(blocks.begin(), blocks.end());
+  std::vector<void*> got;
+  for (int i = 0; i < 100000 && !want.empty(); ++i) {
+    void* p = mpcalloc_malloc(16);
+    want.erase(p);
+    got.push_back(p);
+  }
+  EXPECT_TRUE(want.empty());
+  for (void* p : got) mpcalloc_free(p);
+}
+
 TEST(Heap, OveralignedHugeBlocksShowInStats) {
   mpcalloc_stats_t s0 = snap();
   void* p = heap::allocate(size_t{64} << 20, size_t{4} << 20, false);
