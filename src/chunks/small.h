@@ -167,8 +167,9 @@ Block* small_refill_new(SmallState& s, unsigned cls);
 Block* small_take_local(RunMeta* r);
 // Sets the fast-path key of every run that may take fast frees (active and partial runs).
 void small_set_key(SmallState& s, const void* key);
-// A block freed by the owner thread that the fast path did not take (full run, checks on). A partial run that takes it gets the owner's
-// key: the owner uses it, its next frees there take the fast path.
+// A block freed by the owner thread that the fast path did not take (full run, checks on).
+// A partial run that takes it gets the owner's key: the owner uses it, its next frees there
+// take the fast path.
 void small_free_local(SmallState& s, RunMeta* r, Block* b);
 // Frees of other threads, drained from the heap's remote list by the owner or by a collector
 // of idle heaps: a chain first..last of blocks of run r (linked through next; last->next is

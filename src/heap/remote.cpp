@@ -96,11 +96,11 @@ static_assert(kRemoteSlots == 8, "slot_of takes 3 bits");
   start_batch(&c.slot[slot_of(owner)], owner, n);
 }
 
-// The last node of the stretch that starts at n: the nodes after it that lie in n's run.
 inline void prefetch_skip(const MpscNode* n) {
   __builtin_prefetch(reinterpret_cast<const RemoteNode*>(n)->skip);
 }
 
+// The last node of the stretch that starts at n: the nodes after it that lie in n's run.
 MpscNode* run_stretch_end(MpscNode* n) {
   uintptr_t run = reinterpret_cast<uintptr_t>(n) >> chunks::kRunShift;
   MpscNode* last = n;

@@ -18,9 +18,7 @@ using chunks::RunMeta;
 using source::SegmentHeader;
 using source::SegmentKind;
 
-[[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
-  note_event(h);
-  OwnerSection section(h);
+Block* refill_locked(Heap* h, unsigned cls) {
   drain_remote(h);
   if (Block* list = chunks::small_refill_reuse(h->small, cls)) return list;
   // The class needs a new run: first give the heap's empty runs back (other classes'), so
@@ -39,6 +37,17 @@ using source::SegmentKind;
   return chunks::small_refill_new(h->small, cls);
 }
 
+// A list for class cls, the rest of which stays the active run's local_free. The class's
+// cells follow its active run, which may have changed (or gone to the partial queue when out
+// of memory: a cell left on a partial run would let malloc pop the list a count relies on).
+[[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
+  note_event(h);
+  OwnerSection section(h);
+  Block* list = refill_locked(h, cls);
+  point_cells(h, cls);
+  return list;
+}
+
 // The class's malloc list is its active run's local_free list: the fast path pops it, and the
 // owner's fast frees into that run push on it.
 inline void* small_alloc(Heap* h, unsigned cls) {
@@ -48,7 +57,6 @@ inline void* small_alloc(Heap* h, unsigned cls) {
     b = refill(h, cls);
     if (b == nullptr) return nullptr;
     r = h->small.active[cls];
-    point_cells(h, cls);
   } else {
     chunks::small_check_block(b);  // slow path only: sizes above the fast path's, or checks on
   }
