@@ -17,8 +17,9 @@ namespace mpcalloc::heap {
 
 struct Heap {
   // Fast-path malloc: size_cell[size] is the cell holding the free-block list of size's class
-  // (one load, no size arithmetic). It points at a cell that always holds nullptr when the
-  // heap has no thread (the empty heap) or checks are on, so malloc falls to the slow path.
+  // (one load, no size arithmetic): its active run's local_free (see point_cells). It points
+  // at a cell that always holds nullptr when the class has no active run, the heap has no
+  // thread (the empty heap) or checks are on, so malloc falls to the slow path.
   chunks::Block** size_cell[base::kDirectMax + 1];
   // The same for 1 KiB < size <= 8 KiB, by 256-byte steps (classes there are multiples of 256).
   chunks::Block** big_cell[base::kSmallMax / 256 + 1];

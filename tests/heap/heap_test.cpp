@@ -558,6 +558,20 @@ size_t remote_count(heap::Heap* h) {
   h->remote.push_chain(first, last);
   return n;
 }
+
+// Mallocs of `size` until every block of `blocks` (freed, drained back to this thread's heap)
+// has been handed out again, then frees what it got.
+void expect_every_block_comes_back(const std::vector<void*>& blocks, size_t size) {
+  std::set<void*> want(blocks.begin(), blocks.end());
+  std::vector<void*> got;
+  for (int i = 0; i < 100000 && !want.empty(); ++i) {
+    void* p = mpcalloc_malloc(size);
+    want.erase(p);
+    got.push_back(p);
+  }
+  EXPECT_TRUE(want.empty());
+  for (void* p : got) mpcalloc_free(p);
+}
 }  // namespace
 
 // A thread freeing another heap's small blocks sends them in batches: fewer than a batch wait
@@ -592,19 +606,9 @@ TEST(Heap, RemoteFreesTravelInBatchesAndAllArrive) {
   EXPECT_EQ(snap().remote_frees - remote_before, blocks.size());
   // Drained, they are the owner's again: every one comes back before any new memory.
   heap::drain_remote(me);
-  std::set<void*> want(blocks.begin(), blocks.end());
-  std::vector<void*> got;
-  for (int i = 0; i < 100000 && !want.empty(); ++i) {
-    void* p = mpcalloc_malloc(64);
-    want.erase(p);
-    got.push_back(p);
-  }
-  EXPECT_TRUE(want.empty());
-  for (void* p : got) mpcalloc_free(p);
+  expect_every_block_comes_back(blocks, 64);
 }
 
-// Blocks aligned to a segment or more have no header but are mapped through the source, so
-// mapped_bytes, huge_count and huge_bytes (and mallinfo2, stats print) include them.
 // A batch's blocks reach the owner as a chain in which each block also names the one
 // kRemoteSkip places further down (what the drain prefetches), and the drain gives back every
 // block of the chain.
@@ -628,17 +632,11 @@ TEST(Heap, RemoteBatchBlocksNameTheBlockFourFurtherDown) {
   }
   me->remote.push_chain(first, chain.back());
   heap::drain_remote(me);
-  std::set<void*> want(blocks.begin(), blocks.end());
-  std::vector<void*> got;
-  for (int i = 0; i < 100000 && !want.empty(); ++i) {
-    void* p = mpcalloc_malloc(16);
-    want.erase(p);
-    got.push_back(p);
-  }
-  EXPECT_TRUE(want.empty());
-  for (void* p : got) mpcalloc_free(p);
+  expect_every_block_comes_back(blocks, 16);
 }
 
+// Blocks aligned to a segment or more have no header but are mapped through the source, so
+// mapped_bytes, huge_count and huge_bytes (and mallinfo2, stats print) include them.
 TEST(Heap, OveralignedHugeBlocksShowInStats) {
   mpcalloc_stats_t s0 = snap();
   void* p = heap::allocate(size_t{64} << 20, size_t{4} << 20, false);
