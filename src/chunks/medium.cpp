@@ -362,6 +362,25 @@ size_t medium_purge(MediumState& s, uint64_t age_ms, bool lazy) {
 
 size_t medium_purged_bytes() { return g_purged.load(std::memory_order_relaxed); }
 
+void medium_absorb(MediumState& into, MediumState& from) {
+  medium_flush_quick(from);
+  while (source::SegmentHeader* h = from.segments.pop_front()) {
+    source::set_segment_owner(h, into.owner);
+    into.segments.push_back(h);
+  }
+  for (Chunk*& head : from.bins) {
+    while (Chunk* c = head) {
+      head = c->fd;
+      bin_insert(into, c);  // relinks c
+    }
+  }
+  from.nonempty = 0;
+  into.segment_count += from.segment_count;
+  into.in_use_bytes += from.in_use_bytes;
+  into.purged_bytes += from.purged_bytes;
+  from.segment_count = from.in_use_bytes = from.purged_bytes = 0;
+}
+
 ChunkStatus medium_classify(const void* p) {
   uintptr_t base = source::segment_base_of(p);
   uintptr_t target = reinterpret_cast<uintptr_t>(p) - kChunkHeader;

@@ -108,6 +108,9 @@ size_t medium_collect(MediumState& s);
 size_t medium_purge(MediumState& s, uint64_t age_ms, bool lazy);
 // Pages of free medium chunks given back to the OS, all heaps (for stats).
 size_t medium_purged_bytes();
+// Moves every segment and free chunk of `from` (a heap no thread owns, its remote frees
+// drained) to `into`; its quick lists merge first. `from` is left empty.
+void medium_absorb(MediumState& into, MediumState& from);
 
 enum class ChunkStatus { kInUse, kFree, kInterior, kOutside };
 // For checked frees: walks the segment to classify p (slow, O(chunks in segment)). A chunk

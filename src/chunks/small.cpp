@@ -56,6 +56,19 @@ inline void forget_count(RunMeta* r) {
   r->counted = 0;
 }
 
+void link_all(SmallState& s, SmallSegment* seg) {
+  seg->all_prev = nullptr;
+  seg->all_next = s.all_segments;
+  if (s.all_segments != nullptr) s.all_segments->all_prev = seg;
+  s.all_segments = seg;
+}
+
+void unlink_all(SmallState& s, SmallSegment* seg) {
+  if (seg->all_prev != nullptr) seg->all_prev->all_next = seg->all_next;
+  else s.all_segments = seg->all_next;
+  if (seg->all_next != nullptr) seg->all_next->all_prev = seg->all_prev;
+}
+
 RunMeta* new_run(SmallState& s, unsigned cls) {
   source::SegmentHeader* h = s.segments.head;
   if (h == nullptr) {
@@ -74,6 +87,7 @@ RunMeta* new_run(SmallState& s, unsigned cls) {
       for (unsigned i = 1; i < kRunsPerSegment; ++i) t->meta[i].counted_at = now;
     }
     s.segments.push_front(h);
+    link_all(s, fresh);
   }
   SmallSegment* seg = reinterpret_cast<SmallSegment*>(h);
   unsigned idx = base::lowest_bit(seg->free_runs);
@@ -112,6 +126,7 @@ void release_run(SmallState& s, RunMeta* r) {
   if (seg->free_runs == kAllRunsFree) {
     s.segments.remove(&seg->h);
     --s.segment_count;
+    unlink_all(s, seg);
     unpurge(seg, kAllRunsFree);
     source::release_segment(&seg->h);
   }
@@ -264,15 +279,20 @@ Block* small_refill_reuse(SmallState& s, unsigned cls) {
   Block* list = nullptr;
   while ((r = s.partial[cls].pop_front()) != nullptr) {
     list = run_local_free(r);
-    if (list != nullptr) break;
+    // (A run not carved whole was another heap's active run: see small_absorb.)
+    if (list != nullptr || r->bump < r->bump_end) break;
     // Frees to it now take the slow path, which puts it back in play.
     set_run_state(r, kRunFull);
     run_owner_key(r) = s.slow_key;
   }
   if (r == nullptr) return nullptr;
   run_local_free(r) = nullptr;
-  check_in_run(r, list);
-  if (!s.check_bitmaps) list = address_order(r, list);
+  if (list != nullptr) {
+    check_in_run(r, list);
+    if (!s.check_bitmaps) list = address_order(r, list);
+  } else {
+    list = carve(r, kCarveBytes, nullptr);
+  }
   forget_count(r);
   activate(s, r, cls);
   return list;
@@ -356,13 +376,38 @@ size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy) {
 
 size_t small_purged_bytes() { return g_small_purged.load(std::memory_order_relaxed); }
 
+void small_absorb(SmallState& into, SmallState& from) {
+  // Every run in use takes into's slow key first; the active and partial ones then join
+  // into's partial queues (their local_free lists and counts stay as they are).
+  while (SmallSegment* seg = from.all_segments) {
+    unlink_all(from, seg);
+    source::set_segment_owner(&seg->h, into.owner);
+    RunTable* t = reinterpret_cast<RunTable*>(source::segment_base(&seg->h));
+    for (uint64_t used = ~seg->free_runs & kAllRunsFree; used != 0; used &= used - 1) {
+      t->owner_key[base::lowest_bit(used)] = into.slow_key;
+    }
+    link_all(into, seg);
+  }
+  while (source::SegmentHeader* h = from.segments.pop_front()) into.segments.push_front(h);
+  for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
+    if (RunMeta* r = from.active[cls]) {
+      from.active[cls] = nullptr;
+      set_run_state(r, kRunPartial);
+      into.partial[cls].push_back(r);
+    }
+    while (RunMeta* r = from.partial[cls].pop_front()) into.partial[cls].push_back(r);
+  }
+  into.segment_count += from.segment_count;
+  from.segment_count = 0;
+}
+
 size_t small_collect_unkeyed(SmallState& s) {
   size_t released = 0;
   for (unsigned cls = 0; cls < base::kSmallClasses; ++cls) {
     RunMeta* r = s.partial[cls].head;
     while (r != nullptr) {
       RunMeta* next = r->next;
-      if (run_owner_key(r) == s.slow_key && free_count(r, !s.check_bitmaps) == run_capacity(r)) {
+      if (run_owner_key(r) == s.slow_key && free_count(r, !s.check_bitmaps) == run_carved(r)) {
         s.partial[cls].remove(r);
         release_run(s, r);
         ++released;
@@ -380,7 +425,7 @@ size_t small_collect(SmallState& s, bool all) {
     RunMeta* r = s.partial[cls].head;
     while (r != nullptr) {
       RunMeta* next = r->next;
-      if (free_count(r, !s.check_bitmaps) == run_capacity(r)) {
+      if (free_count(r, !s.check_bitmaps) == run_carved(r)) {
         s.partial[cls].remove(r);
         release_run(s, r);
         ++released;
@@ -390,8 +435,7 @@ size_t small_collect(SmallState& s, bool all) {
     r = s.active[cls];
     if (all && r != nullptr) {
       // The caller has handed its cached blocks back to local_free first.
-      size_t carved = static_cast<size_t>(r->bump - run_start(r)) / r->block_size;
-      if (free_count(r, !s.check_bitmaps) == carved) {
+      if (free_count(r, !s.check_bitmaps) == run_carved(r)) {
         s.active[cls] = nullptr;
         release_run(s, r);
         ++released;

@@ -75,6 +75,9 @@ struct SmallSegment {
   uint64_t free_runs;     // bit i: run i unused
   uint64_t purged_runs;   // bit i: run i unused and its pages given back to the OS
   uint64_t untouched_runs;  // bit i: run i unused since the segment came fresh from the OS
+  // Every small segment of the heap, also those with every run in use (for small_absorb).
+  SmallSegment* all_next;
+  SmallSegment* all_prev;
 };
 
 // With checks on, each run has an occupancy bitmap (1 = allocated) in the header run.
@@ -123,6 +126,11 @@ inline char* run_first(const RunMeta* r) { return run_start(r) + r->colour; }
 inline uint32_t run_capacity(const RunMeta* r) {
   return static_cast<uint32_t>((r->bump_end - run_start(r)) / r->block_size);
 }
+// Blocks carved so far (all of them once bump reaches bump_end). A partial run is mostly
+// carved whole; one that was another heap's active run (small_absorb) may not be.
+inline uint32_t run_carved(const RunMeta* r) {
+  return static_cast<uint32_t>((run_bump(r) - run_start(r)) / r->block_size);
+}
 inline uint8_t* run_check_bitmap(const RunMeta* r) {
   return reinterpret_cast<uint8_t*>(run_segment_base(r) + kCheckBitmapOffset +
                                     r->index * kCheckBitmapBytes);
@@ -145,6 +153,7 @@ struct SmallState {
   uint32_t runs_at_collect;  // runs_made at the last small_collect
   uint32_t runs_at_adopt;    // runs_made when its thread took the heap
   size_t segment_count; // small segments held
+  SmallSegment* all_segments;  // every one of them (linked through all_next)
   bool check_bitmaps;   // checked mode: a new run starts with a clear occupancy bitmap
 };
 
@@ -194,5 +203,10 @@ size_t small_collect_unkeyed(SmallState& s);
 size_t small_purge(SmallState& s, uint64_t now_ms, uint64_t age_ms, bool lazy);
 // Bytes of unused runs given back by small_purge and not used again since (all heaps).
 size_t small_purged_bytes();
+// Moves every run and segment of `from` (a heap no thread owns, its remote frees drained) to
+// `into`: the segments name into.owner, the runs that had an active or partial place in
+// `from` join into's partial queues, and every run in use takes into's slow key (frees to it
+// take the slow path until into's owner uses it). `from` is left empty.
+void small_absorb(SmallState& into, SmallState& from);
 
 }  // namespace mpcalloc::chunks

@@ -104,7 +104,7 @@ size_t check_block(const void* p, const char* call, bool release) {
       }
       case SegmentKind::kMedium: {
         // The owner may be splitting and merging chunks of this segment right now.
-        Heap* owner = static_cast<Heap*>(seg->owner);
+        Heap* owner = static_cast<Heap*>(source::segment_owner(seg));
         chunks::ChunkStatus st;
         {
           base::LockGuard guard(owner->check_lock);

@@ -158,9 +158,11 @@ void note_event_clock(Heap* h, uint64_t events) {
 bool trim() {
   VgQuiet quiet;  // collections read the links inside free blocks
   remote_flush();
+  // The pooled heaps first: what they pass on to this thread's heap (blocks sent to a heap
+  // emptied by an absorption) is back for its collection.
+  collect_pooled_heaps();
   Heap* h = t_heap;
   if (h != &g_empty_heap) collect(h, true);
-  collect_pooled_heaps();
   return source::trim_cache() > 0;
 }
 

@@ -117,6 +117,15 @@ inline Heap* current_heap() {
 // frees into was not pooled yet at its first malloc) still ends up allocating where it frees.
 // false (nothing changes) when `want` has a thread, the caller is not young, or checks are on.
 bool adopt_pooled(Heap* want);
+// Called by the owner of h (outside its sections) when h has just taken new memory (a new
+// small run, a new medium segment): if the calling thread has been freeing into a pooled
+// heap of the same place (an ended thread's, whose data it took over), h absorbs that heap's
+// runs, chunks and segments, which then count as h's, and the emptied heap goes back to the
+// pool. The blocks the thread frees there become its own frees, and the memory they free is
+// reused by h instead of waiting for the pooled heap's decay while h grows (a successor that
+// was not young enough to adopt the heap; the last thread of a pair freeing the other's
+// data). Nothing when checks are on.
+void absorb_pooled(Heap* h);
 // pthread key destructor: the heap goes to the pool.
 void thread_exit(void* heap);
 // Collects every pooled heap (caller: trim). Takes the pool lock.
@@ -171,6 +180,9 @@ void remote_flush();
 size_t remote_pending();
 // The owner of a batch the calling thread holds, or nullptr.
 Heap* remote_pending_owner();
+// A heap in the pool that the calling thread has sent blocks to since the last call, or
+// nullptr (absorb_pooled).
+Heap* remote_pooled_target();
 // Owner only, in a section: takes its remote list and gives the blocks back to their runs (or
 // chunks). Runs that come back from full stay without the fast-free key (see
 // chunks::small_free_chain_unkeyed).

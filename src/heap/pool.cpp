@@ -97,10 +97,11 @@ bool pool_init() {
   return true;
 }
 
-void thread_exit(void* arg) {
-  VgQuiet quiet;  // collections read the links inside free blocks
-  Heap* h = static_cast<Heap*>(arg);
-  if (h == nullptr || h == &g_empty_heap) return;
+namespace {
+
+// Puts h (no thread uses it now) in the pool of its place: first in line for the next new
+// thread (`newest`), or last (an emptied heap: the warm ones go first).
+void pool_put(Heap* h, bool newest) {
   // The heap goes to the pool warm, with its runs, segments and cached blocks: threads come
   // and go in bursts, and the next thread reuses its pages without faulting them in again.
   // If no thread adopts it within the decay time, decay_pooled_heaps gives its memory back.
@@ -119,13 +120,26 @@ void thread_exit(void* arg) {
     base::LockGuard guard(g_pool_lock);
     h->pooled_ms = now != 0 ? now : 1;
     h->in_pool.store(true, std::memory_order_relaxed);
-    h->pool_next = g_pool[h->place];
-    g_pool[h->place] = h;
+    Heap** link = &g_pool[h->place];
+    if (!newest) {
+      while (*link != nullptr) link = &(*link)->pool_next;
+    }
+    h->pool_next = *link;
+    *link = h;
     ++g_pool_size[h->place];
   }
   // Memory of ended threads waits in the pool: if it is more than the cache budget, the
   // background purger (auto mode) must be there to give it back should nobody adopt it.
   if (pooled > static_cast<size_t>(base::option(base::kOptCacheMax))) ensure_background(true);
+}
+
+}  // namespace
+
+void thread_exit(void* arg) {
+  VgQuiet quiet;  // collections read the links inside free blocks
+  Heap* h = static_cast<Heap*>(arg);
+  if (h == nullptr || h == &g_empty_heap) return;
+  pool_put(h, true);
 }
 
 namespace {
@@ -193,6 +207,28 @@ bool adopt_pooled(Heap* want) {
   return true;
 }
 
+void absorb_pooled(Heap* h) {
+  Heap* want = remote_pooled_target();
+  if (want == nullptr || want == h || checking() || want->place != h->place) return;
+  Heap* p = take_pooled(want->place, want);
+  if (p == nullptr) return;  // it has a thread again
+  VgQuiet quiet;   // the drain and the bins' move read the links inside free blocks
+  remote_flush();  // what this thread holds for p comes back with p's drain
+  {
+    OwnerSection mine(h);
+    OwnerSection section(p);
+    drain_remote(p);
+    chunks::small_absorb(h->small, p->small);
+    chunks::medium_absorb(h->medium, p->medium);
+    point_all_cells(p);  // its active runs are h's partial runs now
+  }
+  if (p->pooled_ms != 0) g_pooled_bytes.fetch_sub(p->pooled_bytes, std::memory_order_relaxed);
+  p->pooled_ms = 0;
+  // Empty, back to the pool, last in line; blocks still sent to it (by threads that read the
+  // old owner) are forwarded by its next drain.
+  pool_put(p, false);
+}
+
 void decay_pooled_heaps(uint64_t now, uint64_t decay_ms) {
   base::LockGuard guard(g_pool_lock);
   for (Heap* pool : g_pool) {
@@ -207,8 +243,16 @@ void decay_pooled_heaps(uint64_t now, uint64_t decay_ms) {
 }
 
 void collect_pooled_heaps() {
-  // Idle heaps in the pool belong to no thread: collect them under the pool lock.
+  // Idle heaps in the pool belong to no thread: collect them under the pool lock. Their remote
+  // lists first: a heap emptied by an absorption passes on what was still sent to it, maybe
+  // to another pooled heap, which then has it back in time for its collection.
   base::LockGuard guard(g_pool_lock);
+  for (Heap* pool : g_pool) {
+    for (Heap* p = pool; p != nullptr; p = p->pool_next) {
+      OwnerSection section(p);
+      drain_remote(p);
+    }
+  }
   for (Heap* pool : g_pool) {
     for (Heap* p = pool; p != nullptr; p = p->pool_next) collect(p, true);
   }

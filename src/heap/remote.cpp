@@ -32,6 +32,7 @@ struct RemoteCache {
   size_t sent;    // blocks sent in batches so far
   uint8_t state;  // kArmed: the thread-exit key is set, blocks may be held
   bool adopted;   // the thread adopted a pooled heap it freed into (at most once)
+  Heap* pooled;   // a pooled heap it sent blocks to (a hint: it may have a thread by now)
 };
 
 __thread RemoteCache t_remote __attribute__((tls_model("initial-exec")));
@@ -43,7 +44,14 @@ void push_now(Heap* owner, MpscNode* n) {
   owner->remote.push(n);
 }
 
+// A pooled heap this thread frees into: the one its heap may absorb when it next takes new
+// memory (absorb_pooled).
+inline void note_pooled(Heap* owner) {
+  if (owner->in_pool.load(std::memory_order_relaxed)) t_remote.pooled = owner;
+}
+
 [[gnu::noinline]] void send(RemoteBatch* b) {
+  note_pooled(b->owner);
   b->owner->remote.push_chain(b->first, b->last);
   g_remote_frees.fetch_add(b->count, std::memory_order_relaxed);
   t_remote.sent += b->count;
@@ -121,6 +129,14 @@ void drain(Heap* h, bool owner) {
   while (n != nullptr) {
     prefetch_skip(n);
     source::SegmentHeader* seg = source::segment_header(source::segment_base_of(n));
+    if (__builtin_expect(source::segment_owner(seg) != h, 0)) {
+      // Sent here by a thread that read the owner before a heap absorbed this one's memory
+      // (absorb_pooled): on to the segment's owner now.
+      MpscNode* next = n->next;
+      static_cast<Heap*>(source::segment_owner(seg))->remote.push(n);
+      n = next;
+      continue;
+    }
     if (seg->kind != source::SegmentKind::kSmall) {
       MpscNode* next = n->next;
       CheckGuard guard(h);
@@ -180,7 +196,16 @@ void remote_free_small(Heap* owner, void* p) {
   if (++b->count == kRemoteBatch) send_full(b);
 }
 
-void remote_free_medium(Heap* owner, void* p) { push_now(owner, static_cast<MpscNode*>(p)); }
+void remote_free_medium(Heap* owner, void* p) {
+  note_pooled(owner);
+  push_now(owner, static_cast<MpscNode*>(p));
+}
+
+Heap* remote_pooled_target() {
+  Heap* h = t_remote.pooled;
+  t_remote.pooled = nullptr;
+  return h != nullptr && h->in_pool.load(std::memory_order_relaxed) ? h : nullptr;
+}
 
 void remote_flush() {
   for (RemoteBatch& b : t_remote.slot) {

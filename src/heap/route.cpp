@@ -42,10 +42,33 @@ Block* refill_locked(Heap* h, unsigned cls) {
 // of memory: a cell left on a partial run would let malloc pop the list a count relies on).
 [[gnu::noinline]] Block* refill(Heap* h, unsigned cls) {
   note_event(h);
-  OwnerSection section(h);
-  Block* list = refill_locked(h, cls);
-  point_cells(h, cls);
+  Block* list;
+  bool grew;
+  {
+    OwnerSection section(h);
+    uint32_t made = h->small.runs_made;
+    list = refill_locked(h, cls);
+    point_cells(h, cls);
+    grew = h->small.runs_made != made;
+  }
+  if (grew) absorb_pooled(h);  // leaves h's active runs and cells as they are
   return list;
+}
+
+// A medium allocation; a heap that took a new segment for it may absorb a pooled heap.
+void* medium_alloc_drained(Heap* h, size_t size, size_t align) {
+  void* p;
+  bool grew;
+  {
+    OwnerSection section(h);
+    drain_remote(h);
+    CheckGuard guard(h);
+    size_t before = h->medium.segment_count;
+    p = chunks::medium_alloc(h->medium, size, align);
+    grew = h->medium.segment_count > before;
+  }
+  if (grew) absorb_pooled(h);
+  return p;
 }
 
 // The class's malloc list is its active run's local_free list: the fast path pops it, and the
@@ -79,12 +102,7 @@ Raw route_alloc(Heap* h, size_t size, size_t align, bool want_zero) {
   } else {
     return {chunks::huge_alloc_overaligned(size, align, h->huge_place), true};
   }
-  if (size <= chunks::kMediumMax) {
-    OwnerSection section(h);
-    drain_remote(h);
-    CheckGuard guard(h);
-    return {chunks::medium_alloc(h->medium, size, align), false};
-  }
+  if (size <= chunks::kMediumMax) return {medium_alloc_drained(h, size, align), false};
   // A program that freed many small blocks and now asks for big ones: give the empty runs
   // back first, so their memory is reused or returned instead of adding to the peak.
   if (h->events >= kCollectBeforeHuge) collect(h, false);
@@ -117,7 +135,7 @@ namespace {
 [[gnu::noinline]] void free_not_small(SegmentHeader* seg, void* p) {
   switch (seg->kind) {
     case SegmentKind::kMedium: {
-      Heap* owner = static_cast<Heap*>(seg->owner);
+      Heap* owner = static_cast<Heap*>(source::segment_owner(seg));
       if (owner == t_heap) {
         {
           OwnerSection section(owner);
@@ -153,7 +171,7 @@ void free_raw(void* p) {
   }
   SegmentHeader* seg = source::segment_header(a & ~source::kSegmentMask);
   if (seg->kind != SegmentKind::kSmall) return free_not_small(seg, p);
-  Heap* owner = static_cast<Heap*>(seg->owner);
+  Heap* owner = static_cast<Heap*>(source::segment_owner(seg));
   if (owner != t_heap) return remote_free_small(owner, p);
   free_small_own(owner, p);
 }
@@ -191,8 +209,16 @@ void* malloc_slow(size_t size) {
     } else if (size <= chunks::kMediumMax && h != &g_empty_heap) {
       // Likewise a medium request: straight to the heap's medium chunks (route_alloc's way
       // without its dispatch; the empty heap has none and goes on to get a heap first).
-      OwnerSection section(h);
-      if (void* p = chunks::medium_alloc(h->medium, size, 16)) return p;
+      void* p;
+      bool grew;
+      {
+        OwnerSection section(h);
+        size_t before = h->medium.segment_count;
+        p = chunks::medium_alloc(h->medium, size, 16);
+        grew = h->medium.segment_count > before;
+      }
+      if (grew) absorb_pooled(h);
+      if (p != nullptr) return p;
     }
   }
   h = current_heap();
@@ -245,8 +271,9 @@ namespace {
         case SegmentKind::kSmall:  // reallocate found that it does not fit
           break;
         case SegmentKind::kMedium:
-          if (size > base::kSmallMax && size <= chunks::kMediumMax && seg->owner == t_heap) {
-            Heap* owner = static_cast<Heap*>(seg->owner);
+          if (size > base::kSmallMax && size <= chunks::kMediumMax &&
+              source::segment_owner(seg) == t_heap) {
+            Heap* owner = static_cast<Heap*>(source::segment_owner(seg));
             OwnerSection section(owner);
             if (chunks::medium_resize_in_place(owner->medium, p, size)) return p;
           }

@@ -35,6 +35,14 @@ struct SegmentHeader {
   uint32_t mapping_id[kMaxMappings];
 };
 
+// The owning heap, read by frees of any thread while the heap that absorbs a pooled one
+// rewrites it (a free that read the old owner sends the block there; that heap's drain
+// forwards it): relaxed atomics, plain moves.
+inline void* segment_owner(const SegmentHeader* h) { return __atomic_load_n(&h->owner, __ATOMIC_RELAXED); }
+inline void set_segment_owner(SegmentHeader* h, void* owner) {
+  __atomic_store_n(&h->owner, owner, __ATOMIC_RELAXED);
+}
+
 // The segment header for any address inside a segment's first kSegmentSize bytes.
 inline SegmentHeader* segment_header(uintptr_t base) {
   return reinterpret_cast<SegmentHeader*>(base + kRunTableBytes);

@@ -10,6 +10,7 @@
 
 #include "heap/heap.h"
 #include "heap/heap_internal.h"
+#include "source/segment.h"
 #include "mpcalloc/mpcalloc.h"
 
 using namespace mpcalloc;
@@ -307,6 +308,21 @@ TEST(Heap, SuccessorStartedBeforeItsPredecessorEndedAdoptsItsHeapLater) {
   EXPECT_EQ(remote_after, heap::kRemoteBatch);
 }
 
+namespace {
+// Allocates 4 KiB blocks (16 per run) until the calling thread's heap has made more new runs
+// than kAdoptYoungRuns since its thread took it: counted, since a heap taken from the pool
+// (after other tests in the process) may have runs of that class with room already.
+std::vector<void*> grow_out_of_youth() {
+  std::vector<void*> own;
+  heap::Heap* h = nullptr;
+  do {
+    own.push_back(mpcalloc_malloc(4096));
+    h = heap::t_heap;
+  } while (h->small.runs_made - h->small.runs_at_adopt <= heap::kAdoptYoungRuns);
+  return own;
+}
+}  // namespace
+
 // A thread with much data of its own keeps its heap: its frees of that data would all turn
 // remote. (It made more runs than kAdoptYoungRuns.)
 TEST(Heap, ThreadWithDataOfItsOwnKeepsItsHeap) {
@@ -324,9 +340,7 @@ TEST(Heap, ThreadWithDataOfItsOwnKeepsItsHeap) {
   });
   std::thread t([&] {
     while (step.load() != 1) std::this_thread::yield();
-    // 4 KiB blocks, 16 per run: more new runs than kAdoptYoungRuns.
-    std::vector<void*> own((heap::kAdoptYoungRuns + 4) * 16);
-    for (auto& q : own) q = mpcalloc_malloc(4096);
+    std::vector<void*> own = grow_out_of_youth();
     mine = heap::t_heap;
     step.store(2);
     while (step.load() != 3) std::this_thread::yield();
@@ -340,6 +354,88 @@ TEST(Heap, ThreadWithDataOfItsOwnKeepsItsHeap) {
   t.join();
   EXPECT_NE(mine, pred);
   EXPECT_EQ(after, mine);
+}
+
+namespace {
+heap::Heap* owner_of(const void* p) {
+  return static_cast<heap::Heap*>(source::segment_owner(source::segment_header(source::segment_base_of(p))));
+}
+}  // namespace
+
+// A thread that is not young (it keeps its heap) frees an ended thread's data, then takes new
+// memory: its heap absorbs the pooled heap, whose segments then name it, and which goes back
+// to the pool empty. Its frees of the rest of that data are its own frees, and the memory is
+// reused. A block sent to the emptied heap by a thread that read the old owner is forwarded.
+TEST(Heap, ThreadTakingNewMemoryAbsorbsThePooledHeapItFreesInto) {
+  if (heap::check_enabled()) GTEST_SKIP() << "checked mode keeps heaps apart";
+  constexpr int kSmall = 512, kMedium = 12;
+  std::vector<void*> data(kSmall), big(kMedium);
+  heap::Heap* pred = nullptr;
+  heap::Heap* mine = nullptr;
+  std::atomic<int> step{0};
+  std::thread p([&] {
+    for (auto& q : data) {
+      q = mpcalloc_malloc(96);
+      std::memset(q, 0x3c, 96);
+    }
+    for (auto& q : big) q = mpcalloc_malloc(64 << 10);
+    pred = heap::t_heap;
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+  });
+  size_t remote_rest = 0;
+  std::thread t([&] {
+    while (step.load() != 1) std::this_thread::yield();
+    std::vector<void*> own = grow_out_of_youth();  // not young: keeps its heap
+    mine = heap::t_heap;
+    step.store(2);
+    while (step.load() != 3) std::this_thread::yield();  // the predecessor has ended
+    for (int i = 0; i < kSmall / 2; ++i) mpcalloc_free(data[i]);  // remote, to a pooled heap
+    for (void* q : big) mpcalloc_free(q);
+    heap::remote_flush();
+    EXPECT_TRUE(pred->in_pool.load());
+    // Until the heap makes a new run (its first of that class, unless a heap from the pool
+    // had some): the absorption.
+    std::vector<void*> fresh;
+    uint32_t made = mine->small.runs_made;
+    while (mine->small.runs_made == made) fresh.push_back(mpcalloc_malloc(3000));
+    EXPECT_EQ(heap::t_heap, mine);
+    EXPECT_EQ(owner_of(data[kSmall - 1]), mine);
+    size_t before = snap().remote_frees;
+    for (int i = kSmall / 2; i < kSmall; ++i) {
+      EXPECT_EQ(static_cast<unsigned char*>(data[i])[95], 0x3c);
+      mpcalloc_free(data[i]);
+    }
+    remote_rest = snap().remote_frees - before;
+    // The freed medium memory is the heap's now, free chunks and all.
+    EXPECT_EQ(owner_of(big[0]), mine);
+    EXPECT_GE(mine->medium.segment_count, 1u);
+    for (void* q : fresh) mpcalloc_free(q);
+    for (void* q : own) mpcalloc_free(q);
+  });
+  while (step.load() != 2) std::this_thread::yield();
+  p.join();
+  step.store(3);
+  t.join();
+  ASSERT_NE(pred, mine);
+  EXPECT_EQ(remote_rest, 0u);
+  EXPECT_EQ(pred->small.segment_count, 0u);
+  EXPECT_EQ(pred->medium.segment_count, 0u);
+  EXPECT_EQ(pred->small.all_segments, nullptr);
+  // A stale send: a thread that read the old owner sends a block of the absorbed memory to the
+  // emptied heap; the drain there passes it on to the segment's owner.
+  void* stray = mpcalloc_malloc(96);  // this thread's block, sent as if it were pred's
+  heap::Heap* here = heap::t_heap;
+  std::thread([&] {
+    heap::remote_free_small(pred, stray);
+    heap::remote_flush();
+  }).join();
+  EXPECT_FALSE(pred->remote.empty());
+  heap::collect(pred, false);
+  EXPECT_TRUE(pred->remote.empty());
+  EXPECT_FALSE(here->remote.empty());  // on its way back to its owner
+  heap::collect(here, false);
+  EXPECT_TRUE(here->remote.empty());
 }
 
 // A class that needs a new run first has the heap give back its empty runs (refill in
@@ -375,9 +471,13 @@ TEST(Heap, BlocksLeftByAnExitedThreadAreFreedAndReused) {
     }
     owner = heap::t_heap;
   }).join();
+  heap::remote_flush();  // nothing of this thread's pending in the counts
   mpcalloc_stats_t s0 = snap();
   for (void* p : left) mpcalloc_free(p);  // the owner is gone: its pooled heap receives them
   EXPECT_EQ(snap().remote_frees, s0.remote_frees + kN);
+  // Not absorbed by this thread should its next allocation take new memory (absorb_pooled):
+  // here the new thread below adopts the heap.
+  heap::remote_pooled_target();
   bool reused = false;
   std::thread([&] {
     EXPECT_EQ(heap::t_heap, &heap::g_empty_heap);
@@ -583,6 +683,7 @@ TEST(Heap, RemoteFreesTravelInBatchesAndAllArrive) {
   for (size_t i = 0; i < kBatch + 8; ++i) blocks.push_back(mpcalloc_malloc(64));
   heap::Heap* me = heap::t_heap;
   heap::drain_remote(me);  // start from an empty list
+  heap::remote_flush();    // and without blocks of this thread's in the count below
   size_t at_batch_minus_one = 99, at_batch = 0, pending = 0, after_trim = 0;
   size_t remote_seen = 0, remote_before = snap().remote_frees;
   std::thread([&] {
