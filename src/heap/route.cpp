@@ -55,13 +55,14 @@ Block* refill_locked(Heap* h, unsigned cls) {
   return list;
 }
 
-// A medium allocation; a heap that took a new segment for it may absorb a pooled heap.
-void* medium_alloc_drained(Heap* h, size_t size, size_t align) {
+// A medium allocation (after a drain of the remote list when `drain`); a heap that took a new
+// segment for it may absorb a pooled heap.
+void* medium_alloc_owned(Heap* h, size_t size, size_t align, bool drain) {
   void* p;
   bool grew;
   {
     OwnerSection section(h);
-    drain_remote(h);
+    if (drain) drain_remote(h);
     CheckGuard guard(h);
     size_t before = h->medium.segment_count;
     p = chunks::medium_alloc(h->medium, size, align);
@@ -102,7 +103,7 @@ Raw route_alloc(Heap* h, size_t size, size_t align, bool want_zero) {
   } else {
     return {chunks::huge_alloc_overaligned(size, align, h->huge_place), true};
   }
-  if (size <= chunks::kMediumMax) return {medium_alloc_drained(h, size, align), false};
+  if (size <= chunks::kMediumMax) return {medium_alloc_owned(h, size, align, true), false};
   // A program that freed many small blocks and now asks for big ones: give the empty runs
   // back first, so their memory is reused or returned instead of adding to the peak.
   if (h->events >= kCollectBeforeHuge) collect(h, false);
@@ -209,16 +210,7 @@ void* malloc_slow(size_t size) {
     } else if (size <= chunks::kMediumMax && h != &g_empty_heap) {
       // Likewise a medium request: straight to the heap's medium chunks (route_alloc's way
       // without its dispatch; the empty heap has none and goes on to get a heap first).
-      void* p;
-      bool grew;
-      {
-        OwnerSection section(h);
-        size_t before = h->medium.segment_count;
-        p = chunks::medium_alloc(h->medium, size, 16);
-        grew = h->medium.segment_count > before;
-      }
-      if (grew) absorb_pooled(h);
-      if (p != nullptr) return p;
+      if (void* p = medium_alloc_owned(h, size, 16, false)) return p;
     }
   }
   h = current_heap();
