@@ -3,6 +3,7 @@
 // new thread. Layer heap.
 #include <new>
 #include <pthread.h>
+#include <sched.h>
 
 #include "base/bits.h"
 #include "base/options.h"
@@ -178,13 +179,34 @@ Heap* adopt(Heap* h) {
   return h;
 }
 
+void yield_to_others() { sched_yield(); }
+
+// The heap of the thread whose blocks the caller freed before its first allocation, once it
+// is pooled. Most often that thread started the caller and is ending (a worker that hands
+// its data to a successor, a pool that replaces its threads): its exit pools the heap a
+// moment later, and the caller that waits for it takes over the data and allocates where it
+// frees. Taking the pool's newest instead took the heap of another such lineage, whose
+// successor then missed its own in turn: in larson_server 43 % of the thread starts, and
+// the lineages' data spread over twice as many heaps as there were threads (16 generations:
+// 41 MiB peak RSS instead of 27; 200 generations: 50-76 instead of 27).
+Heap* take_predecessor(int place, Heap* prefer) {
+  Heap* h = take_pooled(place, prefer);
+  for (unsigned i = 0; h == nullptr && prefer->place == place && i < kPredecessorWaits; ++i) {
+    g_predecessor_wait();
+    if (prefer->in_pool.load(std::memory_order_relaxed)) h = take_pooled(place, prefer);
+  }
+  return h;
+}
+
 }  // namespace
+
+constinit PredecessorWait g_predecessor_wait = yield_to_others;
 
 Heap* acquire_heap() {
   global_init();
   int place = thread_place();
   Heap* h = nullptr;
-  if (Heap* prefer = remote_pending_owner()) h = take_pooled(place, prefer);
+  if (Heap* prefer = remote_pending_owner()) h = take_predecessor(place, prefer);
   if (h == nullptr) h = take_pooled(place, nullptr);
   if (h == nullptr) h = new_heap(place);
   if (h == nullptr) return nullptr;

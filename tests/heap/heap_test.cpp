@@ -309,6 +309,111 @@ TEST(Heap, SuccessorStartedBeforeItsPredecessorEndedAdoptsItsHeapLater) {
 }
 
 namespace {
+// A stand-in for the wait of a first allocation for its predecessor's heap: counts the waits
+// and, when a thread is named, lets it end (its exit pools its heap) at the first one.
+std::thread* g_ending = nullptr;
+std::atomic<int>* g_ending_step = nullptr;
+unsigned g_waits = 0;
+void wait_for_ending_thread() {
+  ++g_waits;
+  if (g_ending != nullptr && g_ending->joinable()) {
+    g_ending_step->store(2);
+    g_ending->join();
+  }
+}
+
+// Installs wait_for_ending_thread for a scope.
+struct PredecessorWaitHook {
+  heap::PredecessorWait saved = heap::g_predecessor_wait;
+  explicit PredecessorWaitHook(std::thread* ending, std::atomic<int>* step) {
+    g_ending = ending;
+    g_ending_step = step;
+    g_waits = 0;
+    heap::g_predecessor_wait = wait_for_ending_thread;
+  }
+  ~PredecessorWaitHook() {
+    heap::g_predecessor_wait = saved;
+    g_ending = nullptr;
+  }
+};
+}  // namespace
+
+// The successor's first malloc comes after it freed its predecessor's data, while the
+// predecessor is still ending: it waits for the predecessor's exit to pool the heap, and takes
+// it (taking the pool's newest instead took the heap another successor was about to want).
+TEST(Heap, FirstAllocationWaitsForTheHeapOfTheEndingThreadWhoseDataItFrees) {
+  constexpr int kN = 256;
+  std::vector<void*> data(kN);
+  heap::Heap* pred = nullptr;
+  heap::Heap* heir = nullptr;
+  std::atomic<int> step{0};
+  std::thread p([&] {
+    for (auto& q : data) {
+      q = mpcalloc_malloc(96);
+      std::memset(q, 0x5a, 96);
+    }
+    pred = heap::t_heap;
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();  // ends once the successor waits
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  size_t remote = 0;
+  {
+    PredecessorWaitHook hook(&p, &step);
+    std::thread([&] {
+      mpcalloc_free(data[0]);  // held in a batch for the predecessor's heap
+      void* q = mpcalloc_malloc(96);
+      heir = heap::t_heap;
+      size_t before = snap().remote_frees;
+      for (int i = 1; i < kN; ++i) {
+        EXPECT_EQ(static_cast<unsigned char*>(data[i])[95], 0x5a);
+        mpcalloc_free(data[i]);
+      }
+      remote = snap().remote_frees - before;
+      mpcalloc_free(q);
+    }).join();
+    EXPECT_EQ(g_waits, 1u);
+  }
+  if (p.joinable()) {
+    step.store(2);
+    p.join();
+  }
+  EXPECT_EQ(heir, pred);
+  // Its frees of the data were its own (at most the batch held since before flushes out).
+  EXPECT_LE(remote, 1u);
+}
+
+// When the thread whose block it freed does not end, the first malloc waits a bounded number
+// of times and takes another heap.
+TEST(Heap, FirstAllocationWaitsBoundedlyForALiveThreadsHeap) {
+  heap::Heap* live = nullptr;
+  heap::Heap* mine = nullptr;
+  void* block = nullptr;
+  std::atomic<int> step{0};
+  std::thread p([&] {
+    block = mpcalloc_malloc(64);
+    live = heap::t_heap;
+    step.store(1);
+    while (step.load() != 3) std::this_thread::yield();
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  {
+    PredecessorWaitHook hook(nullptr, nullptr);
+    std::thread([&] {
+      mpcalloc_free(block);
+      void* q = mpcalloc_malloc(64);
+      mine = heap::t_heap;
+      mpcalloc_free(q);
+    }).join();
+    EXPECT_EQ(g_waits, heap::kPredecessorWaits);
+  }
+  step.store(3);
+  p.join();
+  EXPECT_NE(mine, live);
+  EXPECT_NE(mine, &heap::g_empty_heap);
+}
+
+namespace {
 // Allocates 4 KiB blocks (16 per run) until the calling thread's heap has made more new runs
 // than kAdoptYoungRuns since its thread took it: counted, since a heap taken from the pool
 // (after other tests in the process) may have runs of that class with room already.
