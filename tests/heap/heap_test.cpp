@@ -262,6 +262,22 @@ TEST(Heap, ThreadFreeingAnExitedThreadsBlocksAdoptsThatHeap) {
   EXPECT_EQ(snap().heap_count, s0.heap_count);  // no heap was made
 }
 
+namespace {
+// A predecessor: a thread that allocates data's blocks (96 bytes, filled with 0x5a), names its
+// heap in `owner`, sets `step` to 1 and ends once `step` is 2 (the caller joins it).
+std::thread start_predecessor(std::vector<void*>& data, heap::Heap*& owner, std::atomic<int>& step) {
+  return std::thread([&data, &owner, &step] {
+    for (auto& q : data) {
+      q = mpcalloc_malloc(96);
+      std::memset(q, 0x5a, 96);
+    }
+    owner = heap::t_heap;
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+  });
+}
+}  // namespace
+
 // The same when the successor starts before its predecessor ends (a thread that hands its data
 // on and then exits): at its first malloc the predecessor's heap has a thread still, so it
 // gets another; its first full batch of frees to the heap once it is pooled swaps them.
@@ -272,15 +288,7 @@ TEST(Heap, SuccessorStartedBeforeItsPredecessorEndedAdoptsItsHeapLater) {
   heap::Heap* early = nullptr;
   heap::Heap* later = nullptr;
   std::atomic<int> step{0};
-  std::thread p([&] {
-    for (auto& q : data) {
-      q = mpcalloc_malloc(96);
-      std::memset(q, 0x5a, 96);
-    }
-    pred = heap::t_heap;
-    step.store(1);
-    while (step.load() != 2) std::this_thread::yield();
-  });
+  std::thread p = start_predecessor(data, pred, step);
   size_t remote_after = 0;
   std::thread s([&] {
     while (step.load() != 1) std::this_thread::yield();
@@ -347,15 +355,7 @@ TEST(Heap, FirstAllocationWaitsForTheHeapOfTheEndingThreadWhoseDataItFrees) {
   heap::Heap* pred = nullptr;
   heap::Heap* heir = nullptr;
   std::atomic<int> step{0};
-  std::thread p([&] {
-    for (auto& q : data) {
-      q = mpcalloc_malloc(96);
-      std::memset(q, 0x5a, 96);
-    }
-    pred = heap::t_heap;
-    step.store(1);
-    while (step.load() != 2) std::this_thread::yield();  // ends once the successor waits
-  });
+  std::thread p = start_predecessor(data, pred, step);  // ends once the successor waits
   while (step.load() != 1) std::this_thread::yield();
   size_t remote = 0;
   {
@@ -437,12 +437,7 @@ TEST(Heap, ThreadWithDataOfItsOwnKeepsItsHeap) {
   heap::Heap* mine = nullptr;
   heap::Heap* after = nullptr;
   std::atomic<int> step{0};
-  std::thread p([&] {
-    for (auto& q : data) q = mpcalloc_malloc(96);
-    pred = heap::t_heap;
-    step.store(1);
-    while (step.load() != 2) std::this_thread::yield();
-  });
+  std::thread p = start_predecessor(data, pred, step);
   std::thread t([&] {
     while (step.load() != 1) std::this_thread::yield();
     std::vector<void*> own = grow_out_of_youth();
