@@ -32,6 +32,15 @@ struct IntrusiveList {
     else tail = n->prev;
     n->next = n->prev = nullptr;
   }
+  // Moves every node of `other` to the back of this list, in order; `other` is left empty.
+  void append(IntrusiveList& other) {
+    if (other.head == nullptr) return;
+    if (tail != nullptr) tail->next = other.head;
+    else head = other.head;
+    other.head->prev = tail;
+    tail = other.tail;
+    other.head = other.tail = nullptr;
+  }
   T* pop_front() {
     T* n = head;
     if (n != nullptr) remove(n);

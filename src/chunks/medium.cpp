@@ -364,10 +364,10 @@ size_t medium_purged_bytes() { return g_purged.load(std::memory_order_relaxed); 
 
 void medium_absorb(MediumState& into, MediumState& from) {
   medium_flush_quick(from);
-  while (source::SegmentHeader* h = from.segments.pop_front()) {
+  for (source::SegmentHeader* h = from.segments.head; h != nullptr; h = h->next) {
     source::set_segment_owner(h, into.owner);
-    into.segments.push_back(h);
   }
+  into.segments.append(from.segments);
   for (Chunk*& head : from.bins) {
     while (Chunk* c = head) {
       head = c->fd;

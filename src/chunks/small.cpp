@@ -395,7 +395,7 @@ void small_absorb(SmallState& into, SmallState& from) {
       set_run_state(r, kRunPartial);
       into.partial[cls].push_back(r);
     }
-    while (RunMeta* r = from.partial[cls].pop_front()) into.partial[cls].push_back(r);
+    into.partial[cls].append(from.partial[cls]);
   }
   into.segment_count += from.segment_count;
   from.segment_count = 0;

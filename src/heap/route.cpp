@@ -263,9 +263,8 @@ namespace {
         case SegmentKind::kSmall:  // reallocate found that it does not fit
           break;
         case SegmentKind::kMedium:
-          if (size > base::kSmallMax && size <= chunks::kMediumMax &&
-              source::segment_owner(seg) == t_heap) {
-            Heap* owner = static_cast<Heap*>(source::segment_owner(seg));
+          if (Heap* owner = t_heap; size > base::kSmallMax && size <= chunks::kMediumMax &&
+                                    source::segment_owner(seg) == owner) {
             OwnerSection section(owner);
             if (chunks::medium_resize_in_place(owner->medium, p, size)) return p;
           }

@@ -315,6 +315,32 @@ TEST(MpscStack, TakeAllIsLifoAndEmptiesTheStack) {
   EXPECT_TRUE(s.empty());
 }
 
+TEST(IntrusiveList, AppendMovesEveryNodeInOrder) {
+  IntrusiveList<Item> l, m, empty;
+  Item a, b, c, d;
+  l.push_back(&a);
+  m.push_back(&b);
+  m.push_back(&c);
+  l.append(m);  // a b c
+  EXPECT_TRUE(m.empty());
+  EXPECT_EQ(m.tail, nullptr);
+  EXPECT_EQ(l.tail, &c);
+  EXPECT_EQ(b.prev, &a);
+  l.append(empty);  // nothing
+  EXPECT_EQ(l.tail, &c);
+  m.append(l);  // into an empty list: a b c
+  EXPECT_TRUE(l.empty());
+  m.push_back(&d);
+  std::vector<Item*> order;
+  for (Item* i = m.head; i != nullptr; i = i->next) order.push_back(i);
+  EXPECT_EQ(order, (std::vector<Item*>{&a, &b, &c, &d}));
+  EXPECT_EQ(a.prev, nullptr);
+  EXPECT_EQ(d.prev, &c);
+  EXPECT_EQ(m.pop_front(), &a);
+  m.remove(&d);
+  EXPECT_EQ(m.tail, &c);
+}
+
 TEST(IntrusiveList, RemoveHeadTailAndOnlyElement) {
   IntrusiveList<Item> l;
   Item a, b, c;
